@@ -1,0 +1,1 @@
+"""Label Studio adapter, vote sync, quality control and vote aggregation."""

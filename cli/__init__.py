@@ -1,0 +1,1 @@
+"""The ``ferv`` command line."""

@@ -1,0 +1,1 @@
+"""Library stages of the dataset build: plain functions over typed records, no orchestration."""

@@ -1,0 +1,1 @@
+"""Face detection backends behind one small interface (filled in by the clip-generation issue)."""

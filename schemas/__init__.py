@@ -1,0 +1,1 @@
+"""Taxonomy, typed records, manifest schemas and build configuration."""

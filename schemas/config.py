@@ -1,0 +1,208 @@
+"""Build configuration: one YAML file per build, validated by pydantic. Secrets come from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.taxonomy import TAXONOMY
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSpec(_Model):
+    """Where source videos come from, besides keyword search."""
+
+    kind: Literal["url_list", "local"]
+    path: str  # a text/CSV file of URLs (url[,scene]) or a folder of videos (scene from sub-folder names)
+    scene: str | None = None  # for all of them, when the file or folder does not say
+
+
+class AcquireConfig(_Model):
+    search: bool = True  # search scene keywords with yt-dlp
+    search_prefix: str = "ytsearch"
+    results_per_keyword: int = Field(5, ge=1)
+    min_duration_s: float = Field(10.0, ge=0)
+    max_duration_s: float = Field(1800.0, gt=0)
+    max_height: int = Field(720, ge=144)
+    format: str = "bv*[vcodec^=avc1][height<={h}][ext=mp4]+ba[ext=m4a]/b[vcodec^=avc1][height<={h}][ext=mp4]/b[height<={h}]/b"
+    retries: int = Field(3, ge=0)
+    rate_limit_bytes: int | None = None  # bytes/s per download
+    sleep_between_s: float = Field(0.0, ge=0)
+    socket_timeout_s: float = Field(20.0, gt=0)
+    source_timeout_s: float = Field(600.0, gt=0)
+    concurrency: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _durations(self) -> "AcquireConfig":
+        if self.min_duration_s >= self.max_duration_s:
+            raise ValueError("acquire.min_duration_s must be below acquire.max_duration_s")
+        return self
+
+
+class ShotsConfig(_Model):
+    detector: Literal["adaptive", "content"] = "adaptive"
+    min_scene_len_s: float = Field(0.5, ge=0)
+    adaptive_threshold: float = 3.0
+    content_threshold: float = 27.0
+    downscale_width: int = Field(256, ge=32)  # frames are shrunk once to this width for shot scoring
+
+
+class FacesConfig(_Model):
+    backend: Literal["centerface", "scrfd"] = "centerface"
+    models_dir: str | None = None  # default: $FERV_MODELS_DIR, else ~/.cache/ferv/models
+    scrfd_model: str = "buffalo_l"  # an insightface pack name in models_dir, or a path to det_*.onnx
+    det_sizes: list[int] = [640, 128]  # detection input sizes (long side); the small one catches close-ups
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    nms_threshold: float = Field(0.4, ge=0, le=1)
+    stride: int = Field(2, ge=1)  # detect every Nth frame in a shot; tracking fills the rest
+    batch_size: int = Field(8, ge=1)  # frames per inference call where the backend batches (GPU)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class TracksConfig(_Model):
+    iou_threshold: float = Field(0.3, ge=0, le=1)
+    max_gap_frames: int = Field(6, ge=0)  # detections missing for longer end the track
+    min_track_frames: int = Field(8, ge=1)
+    smoothing_window: int = Field(5, ge=1)
+
+
+class SelectConfig(_Model):
+    min_duration_s: float = Field(0.5, gt=0)
+    max_duration_s: float = Field(2.0, gt=0)
+    max_clips_per_track: int = Field(3, ge=1)
+    min_face_px: int = Field(48, ge=1)
+    min_det_score: float = Field(0.6, ge=0, le=1)
+    min_detected_fraction: float = Field(0.5, ge=0, le=1)
+    min_blur: float = Field(20.0, ge=0)
+
+    @model_validator(mode="after")
+    def _durations(self) -> "SelectConfig":
+        if self.min_duration_s > self.max_duration_s:
+            raise ValueError("select.min_duration_s must not exceed select.max_duration_s")
+        return self
+
+
+class ExportConfig(_Model):
+    crop_size: int = Field(224, ge=32)
+    crop_margin: float = Field(0.4, ge=0)  # extra border around the face box, as a share of its side
+    crf: int = Field(20, ge=0, le=51)
+    preset: str = "veryfast"
+    scene_max_height: int = Field(480, ge=120)
+    jpeg_quality: int = Field(95, ge=1, le=100)
+
+
+class ClipsConfig(_Model):
+    workers: int = Field(0, ge=0)  # worker processes over sources; 0 = one per core, 1 = in-process
+
+
+class LabelStudioConfig(_Model):
+    url: str = "http://127.0.0.1:8080"
+    token_env: str = "FERV_LS_TOKEN"  # the API token is read from this environment variable
+    project_title: str = "ferv"
+    data_dir: str | None = None  # local server data; default WORKDIR/labelstudio
+    storage: Literal["local", "s3"] = "local"
+    s3_bucket: str | None = None
+    s3_prefix: str | None = None
+    s3_endpoint: str | None = None
+    batch_size: int = Field(1000, ge=1)
+    retries: int = Field(4, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+
+    def token(self) -> str | None:
+        return os.environ.get(self.token_env)
+
+
+class AnnotationConfig(_Model):
+    annotators_per_clip: int = Field(3, ge=1)
+    group_size: int = Field(100, ge=1)
+    gold_fraction: float = Field(0.05, ge=0, lt=1)
+    accept_gold_rate: float = Field(0.8, ge=0, le=1)
+    improper_gold_rate: float = Field(0.4, ge=0, le=1)
+    expert_review: bool = True
+    flag_gold_accuracy_below: float = Field(0.6, ge=0, le=1)
+    seed: int = 0
+
+
+class AggregateConfig(_Model):
+    method: Literal["majority", "dawid_skene"] = "majority"
+    min_agreement: float = Field(0.5, ge=0, le=1)  # share of votes the winning label needs
+    min_votes: int = Field(2, ge=1)
+    seed_with_gold: bool = True
+
+
+class ReleaseConfig(_Model):
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 0
+    name: str = "ferv-build"
+
+
+class RunnerConfig(_Model):
+    kind: Literal["threads", "dask"] = "threads"
+    max_workers: int = Field(4, ge=1)
+    dask_address: str | None = None  # an existing cluster; none = a LocalCluster
+    dask_workers: int = Field(2, ge=1)
+    download_concurrency: int = Field(4, ge=1)
+    gpu_concurrency: int = Field(1, ge=1)
+
+
+class BuildConfig(_Model):
+    """The whole build: which scenes, where sources come from, and every stage's parameters."""
+
+    name: str = "ferv"
+    workdir: str = "work"
+    scenes: list[str] = Field(default_factory=lambda: list(TAXONOMY.scene_names))
+    keywords: dict[str, list[str]] = Field(default_factory=dict)  # per-scene overrides of the taxonomy's
+    sources: list[SourceSpec] = Field(default_factory=list)
+    acquire: AcquireConfig = AcquireConfig()
+    shots: ShotsConfig = ShotsConfig()
+    faces: FacesConfig = FacesConfig()
+    tracks: TracksConfig = TracksConfig()
+    select: SelectConfig = SelectConfig()
+    export: ExportConfig = ExportConfig()
+    clips: ClipsConfig = ClipsConfig()
+    labelstudio: LabelStudioConfig = LabelStudioConfig()
+    annotation: AnnotationConfig = AnnotationConfig()
+    aggregate: AggregateConfig = AggregateConfig()
+    release: ReleaseConfig = ReleaseConfig()
+    runner: RunnerConfig = RunnerConfig()
+
+    @field_validator("scenes")
+    @classmethod
+    def _known_scenes(cls, scenes: list[str]) -> list[str]:
+        unknown = [s for s in scenes if s not in TAXONOMY.scene_names]
+        if unknown:
+            raise ValueError(f"unknown scenes {unknown}; expected names from {TAXONOMY.scene_names}")
+        return scenes
+
+    @field_validator("keywords")
+    @classmethod
+    def _known_keyword_scenes(cls, keywords: dict[str, list[str]]) -> dict[str, list[str]]:
+        cls._known_scenes(list(keywords))
+        return keywords
+
+    def scene_keywords(self, scene: str) -> list[str]:
+        """Search keywords for a scene: the config's override, else the taxonomy's defaults."""
+        return list(self.keywords.get(scene, TAXONOMY.scene(scene).keywords))
+
+
+def load_config(path: str | Path | None = None, **overrides) -> BuildConfig:
+    """Read a YAML build config (or the defaults), then apply top-level ``overrides``."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file {path} does not exist; pass a path like configs/demo.yaml") from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return BuildConfig.model_validate(data)
+    except Exception as exc:
+        raise ValueError(f"invalid config {path or '(defaults)'}: {exc}") from exc

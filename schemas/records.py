@@ -1,0 +1,172 @@
+"""Typed records: one dataclass per manifest row. Field types define the Parquet schemas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class SourceRecord:
+    """One acquired source video (``sources.parquet``)."""
+
+    source_id: str
+    url: str
+    origin: str  # search | url_list | local
+    extractor: str
+    scene: str
+    scenario: str
+    path: str  # relative to the work directory
+    sha256: str
+    fetched_at: datetime
+    title: str | None = None
+    uploader: str | None = None
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    num_frames: int | None = None
+    license: str | None = None
+    keyword: str | None = None
+
+
+@dataclass
+class ShotRecord:
+    """One shot of a source (``shots.parquet``); ``end_frame`` is exclusive."""
+
+    source_id: str
+    shot_index: int
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+
+
+@dataclass
+class TrackRow:
+    """One face box of one track in one frame (``tracks.parquet``)."""
+
+    track_id: str
+    source_id: str
+    shot_index: int
+    frame: int
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    interpolated: bool
+
+
+@dataclass
+class ClipRecord:
+    """One accepted candidate clip and its files (``clips.parquet``); ``end_frame`` is exclusive."""
+
+    clip_id: str
+    source_id: str
+    scene: str
+    scenario: str
+    track_id: str
+    shot_index: int
+    start_frame: int
+    end_frame: int
+    num_frames: int
+    start_s: float
+    end_s: float
+    fps: float
+    box_x1: float  # union of the smoothed track's boxes over the clip, source pixels
+    box_y1: float
+    box_x2: float
+    box_y2: float
+    face_px: float  # median short side of the face box, source pixels
+    det_score: float  # mean detector score on detected frames
+    detected_fraction: float  # share of frames with a real (not interpolated) detection
+    blur: float  # median variance of Laplacian of the face crop
+    scene_path: str  # scene clip with the face marked (relative to the work directory)
+    crop_path: str  # 224x224 face-crop clip
+    frames_dir: str  # 224x224 face-crop JPEG frames
+    scene_frames_dir: str  # scene JPEG frames
+    sha256: str  # of the face-crop frames, in order (for rebuild verification)
+
+
+@dataclass
+class RejectRecord:
+    """A candidate that selection dropped, with its reason (``rejects.parquet``)."""
+
+    candidate_id: str
+    source_id: str
+    track_id: str
+    shot_index: int
+    start_frame: int
+    end_frame: int
+    reason: str
+    detail: str
+
+
+@dataclass
+class TaskRecord:
+    """One Label Studio task made for a clip (``tasks.parquet``)."""
+
+    clip_id: str
+    project_id: int
+    task_id: int
+    project_role: str  # copy | review | gold
+    copy_index: int  # 0..N-1 for crowd copies, -1 for review
+    group_id: str
+    is_gold: bool
+    pushed_at: datetime
+
+
+@dataclass
+class VoteRecord:
+    """One version of one annotation (``votes.parquet``, append-only; latest ``synced_at`` wins)."""
+
+    clip_id: str
+    task_id: int
+    project_id: int
+    annotation_id: int
+    annotator: str
+    role: str  # crowd | expert
+    label: str | None  # expression name or PASS
+    descriptor: str | None
+    lead_time_s: float | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    cancelled: bool
+    deleted: bool
+    synced_at: datetime
+    group_id: str | None = None
+    copy_index: int | None = None
+    is_gold: bool = False
+
+
+@dataclass
+class LabelRecord:
+    """The aggregated label of a clip (``labels.parquet``)."""
+
+    clip_id: str
+    label: str | None
+    confidence: float
+    n_votes: int
+    agreement: float
+    method: str
+    status: str  # accepted | ambiguous | unusable | gold
+
+
+@dataclass
+class FailureRecord:
+    """One input that a stage could not process (``failures.parquet``)."""
+
+    stage: str
+    input_id: str
+    error_kind: str
+    message: str
+    at: datetime = field(default_factory=utcnow)
+
+    @classmethod
+    def from_exception(cls, stage: str, input_id: str, exc: BaseException) -> "FailureRecord":
+        return cls(stage=stage, input_id=input_id, error_kind=type(exc).__name__, message=str(exc))
