@@ -64,6 +64,14 @@ class FacesConfig(_Model):
     stride: int = Field(2, ge=1)  # detect every Nth frame in a shot; tracking fills the rest
     batch_size: int = Field(8, ge=1)  # frames per inference call where the backend batches (GPU)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0)  # onnxruntime intra-op threads per detector; 0 = its default (all cores)
+
+    @field_validator("det_sizes")
+    @classmethod
+    def _det_sizes(cls, sizes: list[int]) -> list[int]:
+        if not sizes or any(s < 32 for s in sizes):
+            raise ValueError("faces.det_sizes needs at least one size, each >= 32 pixels")
+        return sizes
 
 
 class TracksConfig(_Model):
@@ -128,6 +136,14 @@ class AnnotationConfig(_Model):
     expert_review: bool = True
     flag_gold_accuracy_below: float = Field(0.6, ge=0, le=1)
     seed: int = 0
+    min_gold_per_group: int = Field(1, ge=0)  # every group gets at least this many gold clips to judge by
+    min_agreement: float = Field(0.5, ge=0, le=1)  # winning share below this (or a tie) asks for more annotators
+
+    @model_validator(mode="after")
+    def _gold_rates(self) -> "AnnotationConfig":
+        if self.improper_gold_rate > self.accept_gold_rate:
+            raise ValueError("annotation.improper_gold_rate must not exceed annotation.accept_gold_rate")
+        return self
 
 
 class AggregateConfig(_Model):
@@ -141,6 +157,10 @@ class ReleaseConfig(_Model):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 0
     name: str = "ferv-build"
+    statuses: list[Literal["accepted", "gold"]] = ["accepted", "gold"]  # label statuses that are released
+    link_files: bool = False  # hard-link frames and clips from the work directory when on one filesystem
+    scene_frames: bool = True  # ship 3_ClipsforScenImages (the scene frames)
+    clips: bool = True  # ship 1_Clips (the face-crop and scene MP4s)
 
 
 class RunnerConfig(_Model):

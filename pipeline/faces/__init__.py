@@ -1,1 +1,47 @@
-"""Face detection backends behind one small interface (filled in by the clip-generation issue)."""
+"""Face detection behind one small interface, with two ONNX Runtime backends (CenterFace, SCRFD).
+
+``load_detector(cfg)`` returns a :class:`FaceDetector`; ``detect(frames)`` takes RGB uint8 frames of any
+size and returns, per frame, a float32 ``(N, 5)`` array ``x1, y1, x2, y2, score`` in that frame's pixels,
+scores at or above ``cfg.score_threshold``, after non-maximum suppression.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from schemas.config import FacesConfig
+
+DEFAULT_MODELS_DIR = Path("~/.cache/ferv/models")
+
+
+class FaceDetector(Protocol):
+    name: str
+    providers: list[str]  # onnxruntime providers actually in use
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per frame, a float32 (N, 5) array of x1, y1, x2, y2, score in that frame's pixel coordinates."""
+        ...
+
+
+def models_dir(cfg: FacesConfig | None = None) -> Path:
+    """Where models live: ``cfg.models_dir``, else ``$FERV_MODELS_DIR``, else ``~/.cache/ferv/models``."""
+    chosen = (cfg.models_dir if cfg is not None else None) or os.environ.get("FERV_MODELS_DIR")
+    return Path(chosen or DEFAULT_MODELS_DIR).expanduser()
+
+
+def load_detector(cfg: FacesConfig) -> FaceDetector:
+    """Build the detector named by ``cfg.backend`` (raises ``ModelNotFoundError`` naming the fix if absent)."""
+    if cfg.backend == "centerface":
+        from pipeline.faces.centerface import CenterFaceDetector
+
+        return CenterFaceDetector(cfg, models_dir(cfg))
+    if cfg.backend == "scrfd":
+        from pipeline.faces.scrfd import ScrfdDetector
+
+        return ScrfdDetector(cfg, models_dir(cfg))
+    raise ValueError(f"unknown face detector backend {cfg.backend!r}; use 'centerface' or 'scrfd'")
