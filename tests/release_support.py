@@ -1,0 +1,107 @@
+"""A small labelled work directory for release tests: real H.264 source videos, clips cut from them by the
+real clip exporter (``pipeline.export.cut_clip``: 224x224 face-crop JPEGs, scene frames, MP4s) along known
+face tracks, and hand-written votes and labels with known truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.export import cut_clip
+from pipeline.media import write_video
+from schemas.config import ExportConfig
+from schemas.ids import clip_id as make_clip_id
+from schemas.ids import file_sha256, source_id_for_url, track_id as make_track_id
+from schemas.manifests import write_manifest
+from schemas.records import ClipRecord, LabelRecord, SourceRecord, TrackRow, VoteRecord
+from schemas.taxonomy import TAXONOMY
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+W, H, FPS = 96, 64, 10
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    name: str
+    scene: str
+    labels: tuple[str | None, ...]  # one clip per entry; None = PASS (unusable)
+    status: str = "accepted"
+
+
+def _source_frames(seed: int, n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, size=(H // 8, W // 8, 3), dtype=np.uint8)
+    face = rng.integers(120, 255, size=(24, 24, 3), dtype=np.uint8)
+    frames = []
+    for i in range(n):
+        img = np.kron(base, np.ones((8, 8, 1), dtype=np.uint8))
+        img = np.roll(img, i, axis=1)
+        img[20:44, 30 + i % 10:54 + i % 10] = np.roll(face, i, axis=0)  # a moving, changing "face"
+        frames.append(img)
+    return frames
+
+
+def make_workdir(root: Path, plans: list[SourcePlan], clip_len: int = 6) -> Path:
+    """Write sources, tracks, clips (with files), votes and labels for ``plans`` under ``root``."""
+    sources, tracks, clips, votes, labels = [], [], [], [], []
+    for s_index, plan in enumerate(plans):
+        url = f"https://example.org/{plan.name}"
+        source_id = source_id_for_url(url)
+        n_frames = clip_len * len(plan.labels) + 2
+        frames = _source_frames(s_index, n_frames)
+        src_path = root / "sources" / f"{source_id}.mp4"
+        write_video(src_path, frames, fps=FPS)
+        scenario = TAXONOMY.scene(plan.scene).scenario
+        sources.append(SourceRecord(source_id=source_id, url=url, origin="url_list", extractor="generic",
+                                    scene=plan.scene, scenario=scenario, path=str(src_path.relative_to(root)),
+                                    sha256=file_sha256(src_path), fetched_at=T0, title=plan.name, fps=FPS,
+                                    width=W, height=H, num_frames=n_frames))
+        tid = make_track_id(source_id, 0, 0)
+        boxes = []
+        for f in range(n_frames):
+            x = 30.0 + f % 10
+            boxes.append((x, 20.0, x + 24.0, 44.0))
+            tracks.append(TrackRow(tid, source_id, 0, f, *boxes[-1], 0.9, f % 3 == 1))
+        for c_index, label in enumerate(plan.labels):
+            start, end = 1 + c_index * clip_len, 1 + (c_index + 1) * clip_len
+            cid = make_clip_id(source_id, start, end, tid)
+            files = cut_clip(src_path, start, np.array(boxes[start:end]), root / "clips" / source_id / cid,
+                             ExportConfig(), Fraction(FPS))
+            rel = lambda p: str(Path(p).relative_to(root))  # noqa: E731
+            clips.append(ClipRecord(
+                clip_id=cid, source_id=source_id, scene=plan.scene, scenario=scenario, track_id=tid, shot_index=0,
+                start_frame=start, end_frame=end, num_frames=end - start, start_s=start / FPS, end_s=end / FPS,
+                fps=float(FPS), box_x1=30.0, box_y1=20.0, box_x2=63.0, box_y2=44.0, face_px=24.0, det_score=0.9,
+                detected_fraction=0.7, blur=100.0, scene_path=rel(files.scene_path), crop_path=rel(files.crop_path),
+                frames_dir=rel(files.frames_dir), scene_frames_dir=rel(files.scene_frames_dir), sha256=files.sha256))
+            final = label or TAXONOMY.pass_label
+            for a in range(3):
+                votes.append(VoteRecord(clip_id=cid, task_id=len(votes), project_id=1, annotation_id=len(votes),
+                                        annotator=f"ann{a}", role="crowd", label=final, descriptor=None,
+                                        lead_time_s=3.0, created_at=T0, updated_at=T0, cancelled=False,
+                                        deleted=False, synced_at=T0))
+            labels.append(LabelRecord(clip_id=cid, label=label, confidence=1.0, n_votes=3, agreement=1.0,
+                                      method="majority", status=plan.status if label else "unusable"))
+    for name, rows in (("sources", sources), ("tracks", tracks), ("clips", clips), ("votes", votes),
+                       ("labels", labels)):
+        write_manifest(root, name, rows)
+    return root
+
+
+def default_plans() -> list[SourcePlan]:
+    """Two scenes of two scenarios, several sources each, every expression, one PASS and one ambiguous."""
+    ex = TAXONOMY.expression_names
+    return [
+        SourcePlan("talk-a", "Talkshow", (ex[3], ex[4], ex[4], ex[0], None)),
+        SourcePlan("talk-b", "Talkshow", (ex[3], ex[5], ex[4])),
+        SourcePlan("talk-c", "Talkshow", (ex[4], ex[3], ex[6])),
+        SourcePlan("talk-d", "Talkshow", (ex[3], ex[4], ex[1])),
+        SourcePlan("talk-e", "Talkshow", (ex[4], ex[3]), status="gold"),
+        SourcePlan("inter-a", "Interview", (ex[2], ex[4], ex[3])),
+        SourcePlan("inter-b", "Interview", (ex[4], ex[4], ex[5])),
+        SourcePlan("inter-c", "Interview", (ex[3], ex[0]), status="ambiguous"),
+    ]
