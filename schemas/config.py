@@ -48,7 +48,7 @@ class AcquireConfig(_Model):
 
 class ShotsConfig(_Model):
     detector: Literal["adaptive", "content"] = "adaptive"
-    min_scene_len_s: float = Field(0.5, ge=0)
+    min_scene_len_s: float = Field(0.3, ge=0)  # below select.min_duration_s, so short shots are cut, then dropped
     adaptive_threshold: float = 3.0
     content_threshold: float = 27.0
     downscale_width: int = Field(256, ge=32)  # frames are shrunk once to this width for shot scoring
@@ -148,9 +148,12 @@ class AnnotationConfig(_Model):
 
 class AggregateConfig(_Model):
     method: Literal["majority", "dawid_skene"] = "majority"
-    min_agreement: float = Field(0.5, ge=0, le=1)  # share of votes the winning label needs
+    min_agreement: float = Field(0.5, ge=0, le=1)  # share of votes the winning label needs (majority)
     min_votes: int = Field(2, ge=1)
-    seed_with_gold: bool = True
+    seed_with_gold: bool = True  # Dawid-Skene: fix gold clips to their gold label while estimating annotators
+    min_posterior: float = Field(0.5, ge=0, le=1)  # Dawid-Skene: posterior probability the winning label needs
+    max_iter: int = Field(100, ge=1)  # Dawid-Skene: EM iterations at most (stops earlier on convergence)
+    trusted_copies: bool = True  # count only crowd copies judged Accept/Improper by their gold rate
 
 
 class ReleaseConfig(_Model):

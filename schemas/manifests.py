@@ -54,6 +54,7 @@ MANIFESTS: dict[str, type] = {
     "rejects": records.RejectRecord,
     "tasks": records.TaskRecord,
     "votes": records.VoteRecord,
+    "gold": records.GoldRecord,
     "labels": records.LabelRecord,
     "failures": records.FailureRecord,
 }

@@ -84,8 +84,8 @@ class ClipRecord:
     box_y2: float
     face_px: float  # median short side of the face box, source pixels
     det_score: float  # mean detector score on detected frames
-    detected_fraction: float  # share of frames with a real (not interpolated) detection
-    blur: float  # median variance of Laplacian of the face crop
+    detected_fraction: float  # share of the frames the detector ran on (every faces.stride-th) with a detection
+    blur: float  # median variance of Laplacian of the detected face (box resized to 64x64 grey)
     scene_path: str  # scene clip with the face marked (relative to the work directory)
     crop_path: str  # 224x224 face-crop clip
     frames_dir: str  # 224x224 face-crop JPEG frames
@@ -145,6 +145,16 @@ class VoteRecord:
 
 
 @dataclass
+class GoldRecord:
+    """A clip whose label experts have settled, mixed into crowd groups to judge copies (``gold.parquet``)."""
+
+    clip_id: str
+    label: str  # expression name or PASS
+    descriptor: str | None = None
+    expert: str | None = None
+
+
+@dataclass
 class LabelRecord:
     """The aggregated label of a clip (``labels.parquet``)."""
 
@@ -153,8 +163,10 @@ class LabelRecord:
     confidence: float
     n_votes: int
     agreement: float
-    method: str
+    method: str  # majority | dawid_skene
     status: str  # accepted | ambiguous | unusable | gold
+    source: str = "crowd"  # who settled the label: crowd | expert | gold
+    crowd_label: str | None = None  # the crowd's clear winner, before an expert's or gold override
 
 
 @dataclass

@@ -1,0 +1,301 @@
+"""FERV39k's trusted labelling process against known ground truth: groups with gold, copy verdicts,
+re-queueing, caps, expert review."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from annotation.trust import (
+    ACCEPT, IMPROPER, PENDING, UNACCEPTABLE, accepted_votes, apply_expert_review, current_votes,
+    enforce_caps, judge_copies, majority_labels, needs_more_annotators, plan_groups, requeue, review_queue,
+    trusted_labels,
+)
+from schemas.config import AnnotationConfig
+from schemas.manifests import read_manifest
+from schemas.taxonomy import TAXONOMY
+from tests.trust_support import LABELS, frame, gold_frame, label_copy, truth_labels, vote, wrong
+
+CFG = AnnotationConfig()  # groups of 100, 5% gold, 3 copies, 80% / 40% gold rates
+CLIPS = pd.DataFrame({"clip_id": [f"clip-{i:03d}" for i in range(100)], "scene": "War"})
+TRUTH = truth_labels(CLIPS["clip_id"], seed=1)
+GOLD_TRUTH = truth_labels([f"gold-{i:02d}" for i in range(30)], seed=2)
+GOLD = gold_frame(GOLD_TRUTH)
+
+
+def _truth(clip: str) -> str:
+    return GOLD_TRUTH.get(clip) or TRUTH[clip]
+
+
+def good(clip, is_gold, seen):
+    return _truth(clip)
+
+
+def mediocre(clip, is_gold, seen):  # right on the first 3 gold clips it meets, wrong on the others
+    return _truth(clip) if not is_gold or seen < 3 else wrong(_truth(clip))
+
+
+def random_on_gold(seed: int):
+    rng = np.random.default_rng(seed)
+    return lambda clip, is_gold, seen: LABELS[rng.integers(len(LABELS))] if is_gold else _truth(clip)
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return plan_groups(CLIPS, GOLD, CFG)
+
+
+# -- planning ---------------------------------------------------------------------------------------------
+
+
+def test_plan_mixes_five_percent_gold_into_three_shuffled_copies(plan):
+    assert plan["group_id"].nunique() == 1
+    per_copy = plan.groupby("copy_index").agg(n=("clip_id", "size"), gold=("is_gold", "sum"))
+    assert per_copy["n"].tolist() == [105] * 3 and per_copy["gold"].tolist() == [5] * 3  # 5 of 105 = 4.8%
+    assert plan.loc[plan["is_gold"], "clip_id"].isin(GOLD["clip_id"]).all()
+    assert set(plan.loc[~plan["is_gold"], "clip_id"]) == set(CLIPS["clip_id"])
+    orders = [plan[plan["copy_index"] == c].sort_values("position")["clip_id"].tolist() for c in range(3)]
+    assert sorted(orders[0]) == sorted(orders[1]) == sorted(orders[2])  # same clips ...
+    assert orders[0] != orders[1] != orders[2] != orders[0]  # ... in its own order per copy
+    assert (plan.groupby("copy_index")["position"].agg(sorted).map(list) == [list(range(105))] * 3).all()
+
+
+def test_plan_is_deterministic_and_incremental(plan):
+    shuffled = CLIPS.sample(frac=1, random_state=3)
+    pd.testing.assert_frame_equal(plan_groups(shuffled, GOLD, CFG), plan)
+    other_seed = plan_groups(CLIPS, GOLD, CFG.model_copy(update={"seed": 1}))
+    assert other_seed["group_id"].tolist() != [] and not other_seed["clip_id"].equals(plan["clip_id"])
+
+    cfg = CFG.model_copy(update={"group_size": 40})
+    first = plan_groups(CLIPS.iloc[:80], GOLD, cfg)
+    assert first.groupby("group_id")["is_gold"].sum().tolist() == [2 * 3, 2 * 3]  # round(40 * 5/95) = 2
+    new = plan_groups(CLIPS, GOLD, cfg, planned=first)
+    assert set(new["clip_id"]) - set(GOLD["clip_id"]) == set(CLIPS["clip_id"].iloc[80:])
+    assert not set(new["group_id"]) & set(first["group_id"])
+    assert new.groupby("copy_index")["is_gold"].sum().min() == 1  # a group of 20 still gets a gold clip
+
+
+def test_plan_needs_gold_unless_switched_off():
+    with pytest.raises(ValueError, match="gold.parquet"):
+        plan_groups(CLIPS, gold_frame({}), CFG)
+    no_gold = plan_groups(CLIPS, gold_frame({}), CFG.model_copy(update={"gold_fraction": 0, "min_gold_per_group": 0}))
+    assert len(no_gold) == 300 and not no_gold["is_gold"].any()
+
+
+# -- votes and verdicts -----------------------------------------------------------------------------------
+
+
+def test_current_votes_keeps_latest_version_and_drops_deleted_and_cancelled():
+    rows = [
+        vote("a", "ann1", "Happy", annotation_id=1, synced_s=0),
+        vote("a", "ann1", "Sad", annotation_id=1, synced_s=10),  # edited: latest wins
+        vote("b", "ann1", "Fear", annotation_id=2, synced_s=0),
+        vote("b", "ann1", "Fear", annotation_id=2, synced_s=5, deleted=True),
+        vote("c", "ann1", None, annotation_id=3, cancelled=True),
+    ]
+    cur = current_votes(frame(rows))
+    assert cur[["annotation_id", "label"]].values.tolist() == [[1, "Sad"]]
+    pd.testing.assert_frame_equal(current_votes(cur), cur)
+
+
+@pytest.fixture(scope="module")
+def three_copies(plan):
+    group = plan["group_id"].iloc[0]
+    rows = (label_copy(plan, group, 0, "good", good)
+            + label_copy(plan, group, 1, "mediocre", mediocre)
+            + label_copy(plan, group, 2, "random", random_on_gold(seed=7)))
+    return group, frame(rows)
+
+
+def test_random_copy_is_unacceptable_and_requeued_good_accepted_mediocre_improper(plan, three_copies):
+    group, votes = three_copies
+    verdicts = judge_copies(votes, GOLD, CFG, plan).set_index("annotator")
+    rand = votes[(votes["annotator"] == "random") & votes["is_gold"]]
+    expected_rate = (rand["label"] == rand["clip_id"].map(GOLD_TRUTH)).mean()
+    assert expected_rate < 0.4  # ground truth of the random answers drawn with this seed
+    assert verdicts.loc["random", "gold_rate"] == pytest.approx(expected_rate)
+    assert verdicts["verdict"].to_dict() == {"good": ACCEPT, "mediocre": IMPROPER, "random": UNACCEPTABLE}
+    assert verdicts.loc["mediocre", ["gold_answered", "gold_correct"]].tolist() == [5, 3]
+    assert verdicts["n_votes"].tolist() == [105] * 3
+
+    again = requeue(verdicts.reset_index())
+    assert again.to_dict("records") == [{"group_id": group, "copy_index": 2, "rejected": "random"}]
+
+    kept = accepted_votes(votes, verdicts.reset_index(), GOLD)
+    assert set(kept["annotator"]) == {"good", "mediocre"} and len(kept) == 200  # gold and random discarded
+    assert review_queue(plan, verdicts.reset_index()).empty  # copy 2 still owed
+
+
+def test_redone_copy_leaves_the_queue_and_the_group_goes_to_review(plan, three_copies):
+    group, votes = three_copies
+    redo = frame(label_copy(plan, group, 2, "replacement", good, t0_s=1000))
+    votes = pd.concat([votes, redo], ignore_index=True)
+    verdicts = judge_copies(votes, GOLD, CFG, plan)
+    assert requeue(verdicts).empty
+    queue = review_queue(plan, verdicts, crowd_labels=majority_labels(accepted_votes(votes, verdicts, GOLD)))
+    assert len(queue) == 100 and set(queue["group_verdict"]) == {IMPROPER}  # worst kept copy: mediocre
+    assert (queue["crowd_label"] == queue["clip_id"].map(TRUTH)).all()
+
+    labels = trusted_labels(votes, GOLD, CFG, plan)
+    assert len(labels) == 100 and (labels["label"] == labels["clip_id"].map(TRUTH)).all()
+    assert set(labels["n_votes"]) == {3}  # good, mediocre, replacement: random's votes are gone
+
+
+def test_gold_rate_boundaries_and_pending(plan):
+    group = plan["group_id"].iloc[0]
+
+    def right_on(n):
+        return lambda clip, is_gold, seen: _truth(clip) if not is_gold or seen < n else wrong(_truth(clip))
+
+    rows = (label_copy(plan, group, 0, "four", right_on(4)) + label_copy(plan, group, 1, "two", right_on(2))
+            + label_copy(plan, group, 2, "one", right_on(1)))
+    votes = frame(rows)
+    verdicts = judge_copies(votes, GOLD, CFG, plan).set_index("annotator")["verdict"].to_dict()
+    assert verdicts == {"four": ACCEPT, "two": IMPROPER, "one": UNACCEPTABLE}  # 0.8, 0.4, 0.2
+
+    half = frame(label_copy(plan, group, 0, "half", good)[:50])
+    answered = half["is_gold"].sum()
+    assert 0 < answered < 5
+    judged = judge_copies(half, GOLD, CFG, plan)
+    assert judged["verdict"].tolist() == [PENDING] and judged["gold_planned"].tolist() == [5]
+    assert judge_copies(half, GOLD, CFG)["verdict"].tolist() == [ACCEPT]  # without the plan: answered gold only
+
+
+# -- caps, majority, expert review ------------------------------------------------------------------------
+
+
+def test_caps_keep_earliest_distinct_annotators_per_clip_of_a_group():
+    rows = [vote("x", f"ann{i}", "Happy", group_id="g1", copy_index=i % 3, at_s=10 - i) for i in range(5)]
+    rows += [vote("x", "ann4", "Happy", group_id="g1", copy_index=2, at_s=20),  # ann4 again, other copy
+             vote("x", "ann9", "Happy", group_id="g2", copy_index=0, at_s=30),  # same clip, other group
+             vote("x", "boss", "Sad", role="expert", at_s=40)]
+    kept, extras = enforce_caps(frame(rows), 3)
+    assert sorted(kept.loc[kept["group_id"] == "g1", "annotator"]) == ["ann2", "ann3", "ann4"]  # earliest
+    assert set(kept["annotator"]) == {"ann2", "ann3", "ann4", "ann9", "boss"}
+    assert sorted(zip(extras["annotator"], extras["reason"])) == [
+        ("ann0", "over_cap"), ("ann1", "over_cap"), ("ann4", "repeat_annotator")]
+
+
+def test_majority_and_clips_needing_more_annotators():
+    votes = frame([vote(c, f"a{i}", l) for c, ls in
+                   {"p": ["Happy", "Happy", "Sad"], "q": ["Happy", "Sad", "Fear"], "r": ["Sad", "Sad", "Fear", "Fear"],
+                    "s": ["Angry"] * 3}.items() for i, l in enumerate(ls)])
+    m = majority_labels(votes).set_index("clip_id")
+    assert m["label"].to_dict() == {"p": "Happy", "q": "Fear", "r": "Fear", "s": "Angry"}
+    assert m["agreement"].round(3).to_dict() == {"p": 0.667, "q": 0.333, "r": 0.5, "s": 1.0}
+    assert m["tie"].to_dict() == {"p": False, "q": True, "r": True, "s": False}
+    assert needs_more_annotators(votes, 0.5)["clip_id"].tolist() == ["q", "r"]
+    assert needs_more_annotators(votes, 0.7)["clip_id"].tolist() == ["p", "q", "r"]
+
+
+def test_expert_decision_is_final():
+    crowd = pd.DataFrame({"clip_id": ["a", "b", "c"], "label": ["Happy", "Sad", "Fear"], "n_votes": 3})
+    experts = frame([
+        vote("a", "exp1", "Neutral", role="expert", at_s=1),
+        vote("a", "exp2", "Angry", role="expert", at_s=5),  # the latest decision on a clip wins
+        vote("b", "exp1", "Sad", role="expert", at_s=1),
+        vote("c", "exp1", "Happy", role="expert", at_s=1, deleted=True),  # withdrawn
+        vote("c", "crowdie", "Happy", at_s=2),  # not an expert
+    ])
+    out = apply_expert_review(crowd, experts).set_index("clip_id")
+    assert out["label"].to_dict() == {"a": "Angry", "b": "Sad", "c": "Fear"}
+    assert out["source"].to_dict() == {"a": "expert", "b": "expert", "c": "crowd"}
+    assert out["overridden"].to_dict() == {"a": True, "b": False, "c": False}
+    assert out.loc["a", "expert"] == "exp2" and out.loc["a", "crowd_label"] == "Happy"
+
+
+def test_review_queue_skips_clips_an_expert_decided(plan):
+    group = plan["group_id"].iloc[0]
+    votes = frame(sum((label_copy(plan, group, c, f"ann{c}", good) for c in range(3)), []))
+    verdicts = judge_copies(votes, GOLD, CFG, plan)
+    decided = frame([vote("clip-000", "exp", "Sad", role="expert")])
+    queue = review_queue(plan, verdicts, expert_votes=decided)
+    assert len(queue) == 99 and "clip-000" not in set(queue["clip_id"]) and set(queue["group_verdict"]) == {ACCEPT}
+
+
+# -- gold -------------------------------------------------------------------------------------------------
+
+
+def test_gold_table_is_validated_and_built_from_expert_votes_on_the_gold_project(tmp_path):
+    from annotation.gold import gold_from_expert_votes, gold_labels, read_gold, write_gold
+
+    with pytest.raises(ValueError, match="g-bad"):
+        gold_labels(pd.DataFrame({"clip_id": ["g-ok", "g-bad"], "label": ["Happy", "Joy"]}))
+    with pytest.raises(ValueError, match="conflicting"):
+        gold_labels(pd.DataFrame({"clip_id": ["g1", "g1"], "label": ["Happy", "Sad"]}))
+
+    tasks = pd.DataFrame({"task_id": [1, 2, 3], "project_role": ["gold", "gold", "review"]})
+    votes = current_votes(frame([
+        vote("g1", "exp1", "Happy", role="expert", task_id=1, at_s=1),
+        vote("g1", "exp2", "Fear", role="expert", task_id=1, at_s=2),  # a later expert decision wins
+        vote("g2", "crowdie", "Sad", task_id=2),  # a crowd vote is no gold
+        vote("g2", "exp1", "PASS", role="expert", task_id=2),
+        vote("c9", "exp1", "Angry", role="expert", task_id=3),  # a review decision is no gold
+    ]))
+    gold = gold_from_expert_votes(votes, tasks)
+    assert gold[["clip_id", "label", "expert"]].values.tolist() == [["g1", "Fear", "exp2"], ["g2", "PASS", "exp1"]]
+    assert gold["descriptor"].tolist() == ["Distress", "PASS"]
+    write_gold(tmp_path, gold)
+    pd.testing.assert_frame_equal(read_gold(tmp_path), gold)
+
+
+# -- against a real Label Studio ----------------------------------------------------------------------------
+
+
+@pytest.mark.labelstudio
+def test_trusted_process_on_label_studio(labelstudio, tmp_path):
+    """Push a group with gold to 3 copy projects; two annotators are right, one answers at random; sync:
+    the random copy is Unacceptable and re-queued, the others Accepted; a replacement redoes it; the group
+    goes to expert review, and the expert's override wins in the synced result."""
+    from annotation.gold import write_gold
+    from annotation.push import push_review, push_tasks
+    from annotation.simulate import SimulatedAnnotator, choice_result, simulate
+    from annotation.sync import sync_votes
+    from annotation.users import ensure_user
+    from tests.labelstudio_support import make_workdir
+
+    ids = make_workdir(tmp_path, 24)
+    truth = truth_labels(ids, seed=5)
+    gold = gold_frame({c: truth[c] for c in ids[:4]})
+    write_gold(tmp_path, gold)  # push mixes these into the group
+    cfg = labelstudio.config(group_size=20, min_gold_per_group=4)
+    client = labelstudio.client
+    push_tasks(tmp_path, cfg, client, local_root=labelstudio.clips_root)
+    tasks = read_manifest(tmp_path, "tasks")
+    assert len(tasks) == 3 * 24 and tasks.groupby("copy_index")["is_gold"].sum().tolist() == [4, 4, 4]
+    by_copy = [dict(zip(g["clip_id"], g["task_id"])) for _, g in tasks.groupby("copy_index")]
+
+    sims = simulate(client, by_copy, truth, accuracies=[1.0, 1.0, 1 / 8], seed=3, prefix="trust")
+    rand_user, rand_posted = sims[2][0].user, sims[2][1]
+    rand_rate = np.mean([TAXONOMY.descriptor_to_expression()[rand_posted[c][1]] == truth[c] for c in ids[:4]])
+    assert rand_rate < 0.4  # ground truth of the random answers with this seed
+    sync_votes(tmp_path, cfg, client)
+    plan = read_manifest(tmp_path, "tasks")
+    verdicts = judge_copies(read_manifest(tmp_path, "votes"), gold, cfg.annotation, plan)
+    assert verdicts.set_index("annotator")["verdict"].to_dict() == {
+        sims[0][0].user.email: ACCEPT, sims[1][0].user.email: ACCEPT, rand_user.email: UNACCEPTABLE}
+    group = plan["group_id"].iloc[0]
+    assert requeue(verdicts).to_dict("records") == [{"group_id": group, "copy_index": 2, "rejected": rand_user.email}]
+    assert review_queue(plan, verdicts).empty
+
+    redo = SimulatedAnnotator(ensure_user(client, "trust-redo@ferv.local", "crowd"), 1.0)
+    redo.label(client, by_copy[2], truth)
+    sync_votes(tmp_path, cfg, client)
+    votes = read_manifest(tmp_path, "votes")
+    verdicts = judge_copies(votes, gold, cfg.annotation, plan)
+    assert requeue(verdicts).empty
+    queue = review_queue(plan, verdicts)
+    assert sorted(queue["clip_id"]) == ids[4:]
+
+    push_review(tmp_path, cfg, client, queue["clip_id"].tolist(), local_root=labelstudio.clips_root)
+    review = read_manifest(tmp_path, "tasks").query("project_role == 'review'").set_index("clip_id")["task_id"]
+    target = ids[4]
+    override = next(e for e in TAXONOMY.expressions if e.name != truth[target])
+    expert = ensure_user(client, "trust-expert@ferv.local", "expert")
+    client.sdk.annotations.create(int(review[target]), result=choice_result(override.descriptors[0]),
+                                  completed_by=expert.id, lead_time=3.0)
+    sync_votes(tmp_path, cfg, client)
+    labels = trusted_labels(read_manifest(tmp_path, "votes"), gold, cfg.annotation, plan).set_index("clip_id")
+    assert labels.loc[target, ["label", "crowd_label", "source", "expert"]].tolist() == [
+        override.name, truth[target], "expert", expert.email]
+    rest = labels.drop(index=target)
+    assert (rest["label"] == rest.index.map(truth)).all() and set(rest["n_votes"]) == {3}
