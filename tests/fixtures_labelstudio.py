@@ -1,1 +1,59 @@
-"""Shared pytest fixtures for this area."""
+"""Shared pytest fixtures for the annotation area: ONE real Label Studio server per test session.
+
+``labelstudio`` (session scope) starts Label Studio on a free port with a fresh data directory and yields
+a :class:`LabelStudioSession`. Its local-files document root is the session's pytest base temp directory,
+so every ``tmp_path`` of every test is servable; pass ``local_root=labelstudio.clips_root`` to
+``push_tasks``. Set ``FERV_TEST_LS_CLIPS_ROOT`` to root it elsewhere (work directories must lie below).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from annotation import server
+from annotation.client import LSClient
+from schemas.config import BuildConfig
+
+
+@dataclass
+class LabelStudioSession:
+    url: str
+    token: str
+    data_dir: Path
+    clips_root: Path
+    client: LSClient
+
+    def __repr__(self) -> str:  # keep the token out of pytest's reports
+        return f"LabelStudioSession(url={self.url!r}, data_dir={str(self.data_dir)!r})"
+
+    def config(self, title: str | None = None, **annotation: object) -> BuildConfig:
+        """A build config pointing at this server, with a unique project title and optional
+        ``annotation`` overrides (e.g. ``gold_fraction=0, min_gold_per_group=0``)."""
+        title = title or f"t-{uuid.uuid4().hex[:8]}"
+        return BuildConfig.model_validate({"labelstudio": {"url": self.url, "project_title": title},
+                                           "annotation": annotation})
+
+    def env(self) -> dict[str, str]:
+        """Environment for code that reads the token the production way (``$FERV_LS_TOKEN``)."""
+        return {**os.environ, "FERV_LS_TOKEN": self.token}
+
+
+@pytest.fixture(scope="session")
+def labelstudio(tmp_path_factory: pytest.TempPathFactory):
+    try:
+        server.label_studio_bin()
+    except server.ServerError as exc:
+        pytest.skip(str(exc))
+    clips_root = Path(os.environ.get("FERV_TEST_LS_CLIPS_ROOT") or tmp_path_factory.getbasetemp()).resolve()
+    data_dir = tmp_path_factory.mktemp("labelstudio-data")
+    srv = server.start(data_dir, clips_root, port=server.free_port(), token_env="FERV_TEST_LS_TOKEN_UNUSED")
+    try:
+        client = LSClient(srv.url, srv.token, retries=2, backoff_s=0.2)
+        yield LabelStudioSession(srv.url, srv.token, srv.data_dir, clips_root, client)
+    finally:
+        server.stop(data_dir)
