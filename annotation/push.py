@@ -138,10 +138,11 @@ def push_tasks(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress
                local_root: str | Path | None = None) -> PushSummary:
     """Push ``clips.parquet`` as tasks of the copy projects; record them in ``tasks.parquet``.
 
-    ``local_root`` is the server's local-files document root (default: the work directory itself).
+    ``local_root`` is the server's local-files document root (default: the work directory's parent: Label
+    Studio refuses a storage at the document root itself, and ``ferv labelstudio up`` serves the parent).
     """
     workdir = Path(workdir)
-    local_root = Path(local_root) if local_root else workdir
+    local_root = Path(local_root) if local_root else workdir.resolve().parent
     ls = cfg.labelstudio
     clips = read_manifest(workdir, "clips").set_index("clip_id", drop=False)
     tasks = read_manifest(workdir, "tasks")
@@ -190,7 +191,7 @@ def push_review(workdir: str | Path, cfg: BuildConfig, client: LSClient, clip_id
     """Put clips into the expert review project (once each); the caller picks them (e.g.
     ``annotation.trust.review_queue``). Recorded in ``tasks.parquet`` with ``project_role="review"``."""
     workdir = Path(workdir)
-    local_root = Path(local_root) if local_root else workdir
+    local_root = Path(local_root) if local_root else workdir.resolve().parent
     ls = cfg.labelstudio
     clips = read_manifest(workdir, "clips").set_index("clip_id", drop=False)
     title = copy_title(ls, REVIEW_COPY)

@@ -54,11 +54,12 @@ def up(config: Path | None = CONFIG, workdir: Path | None = WORKDIR_OPT,
     from annotation import server
 
     cfg = load_config(config)
-    root = Path(workdir or cfg.workdir)
+    root = Path(workdir or cfg.workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     data_dir = _data_dir(cfg, workdir)
     try:
-        srv = server.start(data_dir, root, port=port or urlparse(cfg.labelstudio.url).port or 8080,
+        # Label Studio refuses a Local Files storage at its document root itself: serve the parent.
+        srv = server.start(data_dir, root.parent, port=port or urlparse(cfg.labelstudio.url).port or 8080,
                            token_env=cfg.labelstudio.token_env, wait_s=wait_s)
     except server.ServerError as exc:
         _fail(str(exc))

@@ -1,0 +1,110 @@
+"""Benchmark of the clips stage on generated 720p videos with faces and cuts.
+
+Prints, per input: frames/s of ``make_clips``, the ratio of its wall time to ``ffmpeg -i VIDEO -f null -``
+(decode-only) and to ``scenedetect -i VIDEO detect-content`` (shots only), and peak RSS (each run in a child
+process). Targets: <= 4x decode-only (aim 2x); 10-minute / 1-minute peak RSS < 1.3.
+
+    .venv/bin/python bench/clips.py [--long] [--stride N] [--det-size PX] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def child(workdir: Path, config_json: str) -> None:
+    """Run make_clips in this process; print wall time, frames and this process's peak RSS as JSON."""
+    from pipeline.clips import make_clips
+    from schemas.config import BuildConfig
+    from schemas.manifests import read_manifest
+
+    cfg = BuildConfig.model_validate(json.loads(config_json))
+    start = time.perf_counter()
+    summary = make_clips(workdir, cfg, workers=1)
+    wall = time.perf_counter() - start
+    frames = int(read_manifest(workdir, "shots")["end_frame"].max())
+    print(json.dumps({"wall_s": wall, "frames": frames, "counts": summary.counts, "failed": summary.failed,
+                      "self_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def bench(seconds: float, root: Path, config: dict) -> dict:
+    from pipeline.media import ffmpeg_exe, probe
+    from pipeline.samples import long_video
+    from tests.clips_support import make_workdir
+
+    video = root / f"bench_{int(seconds)}s_720p.mp4"
+    if not video.exists():
+        long_video(video, seconds)
+    info = probe(video)
+    work = root / f"work_{int(seconds)}s"
+    subprocess.run(["rm", "-rf", str(work)], check=True)
+    make_workdir(work, [(video, "Talkshow")])
+    decode = _timed([ffmpeg_exe(), "-nostdin", "-i", str(video), "-f", "null", "-"])
+    scenedetect = _timed([str(ROOT / ".venv/bin/scenedetect"), "-i", str(video), "detect-content"])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out = subprocess.run([sys.executable, __file__, "--child", str(work), json.dumps(config)], check=True,
+                         capture_output=True, text=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"seconds": info.duration_s, "size": f"{info.width}x{info.height}", "frames": result["frames"],
+            "clips_wall_s": result["wall_s"], "decode_only_s": decode, "scenedetect_s": scenedetect,
+            "fps": result["frames"] / result["wall_s"], "x_decode": result["wall_s"] / decode,
+            "x_scenedetect": result["wall_s"] / scenedetect, "peak_rss_mb": result["self_maxrss_mb"],
+            "children_peak_rss_mb": children_peak / 1024 if children_peak > before else None,
+            "counts": result["counts"], "failed": result["failed"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", nargs=2, metavar=("WORKDIR", "CONFIG_JSON"), help=argparse.SUPPRESS)
+    parser.add_argument("--long", action="store_true", help="also run the 10-minute input (slow)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the short input")
+    parser.add_argument("--long-seconds", type=float, default=600.0, help="length of the long input")
+    parser.add_argument("--stride", type=int, default=None, help="override faces.stride")
+    parser.add_argument("--det-size", type=int, default=None, help="override faces.det_sizes with this one size")
+    parser.add_argument("--out", type=Path, default=None, help="folder for videos and work dirs (kept)")
+    args = parser.parse_args()
+    if args.child:
+        return child(Path(args.child[0]), args.child[1])
+
+    from pipeline.faces import models_dir
+    from pipeline.models import fetch_model
+    from schemas.config import BuildConfig
+
+    cfg = BuildConfig()
+    fetch_model("centerface", models_dir(cfg.faces))
+    faces = {"models_dir": str(models_dir(cfg.faces)), **({"stride": args.stride} if args.stride else {}),
+             **({"det_sizes": [args.det_size]} if args.det_size else {})}
+    config = {"faces": faces}
+    root = args.out or Path(tempfile.mkdtemp(prefix="ferv-bench-clips-"))
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [bench(args.seconds, root, config)] + ([bench(args.long_seconds, root, config)] if args.long else [])
+    print(f"config: faces.stride={BuildConfig.model_validate(config).faces.stride}, "
+          f"det_sizes={BuildConfig.model_validate(config).faces.det_sizes}, backend=centerface (CPU), workers=1")
+    for r in rows:
+        print(f"{r['seconds']:.0f} s {r['size']} ({r['frames']} frames): {r['fps']:.1f} frames/s, "
+              f"make_clips {r['clips_wall_s']:.1f} s = {r['x_decode']:.2f}x decode-only ({r['decode_only_s']:.1f} s), "
+              f"{r['x_scenedetect']:.2f}x scenedetect detect-content ({r['scenedetect_s']:.1f} s), "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB; {r['counts']}, failed {r['failed']}")
+    if len(rows) == 2:
+        print(f"peak RSS 10-min / 1-min: {rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f} (target < 1.3)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""Clip generation against ground truth: a video made from real photographs with known cuts and face boxes,
+the real CenterFace model, real ffmpeg; plus broken sources and an idempotent re-run through the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cli.app import app
+from pipeline.decode import FrameSize, fit_width, open_info, read_frames
+from pipeline.export import decode_range, frames_digest, recut_face_frames
+from pipeline.media import VideoError, probe
+from pipeline.samples import demo_sources
+from pipeline.select import select_candidates
+from pipeline.shots import ShotScorer
+from pipeline.tracks import Track, build_tracks
+from schemas.config import SelectConfig, ShotsConfig, TracksConfig, load_config
+from schemas.manifests import read_manifest
+from tests.clips_support import iou, make_workdir
+from tests.fixtures_models import centerface_models_dir  # noqa: F401  (fixture)
+
+runner = CliRunner()
+
+
+@dataclass
+class Run:
+    workdir: Path
+    ids: dict[str, str]  # file name -> source id
+    config: Path
+    first_output: str
+
+
+@pytest.fixture(scope="module")
+def run(standard_video, broken_videos, centerface_models_dir, tmp_path_factory) -> Run:  # noqa: F811
+    """``ferv clips`` once (two worker processes) over the standard video and two broken ones."""
+    root = tmp_path_factory.mktemp("clips-work")
+    ids = make_workdir(root, [(standard_video.path, "Talkshow"), (broken_videos["corrupt"], "Interview"),
+                              (broken_videos["truncated"], "Interview")])
+    config = root / "build.yaml"
+    config.write_text(yaml.safe_dump({"faces": {"models_dir": str(centerface_models_dir), "device": "cpu"}}))
+    result = runner.invoke(app, ["clips", str(root), "--config", str(config), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    return Run(root, ids, config, result.output)
+
+
+def _good(run: Run, name: str) -> pd.DataFrame:
+    frame = read_manifest(run.workdir, name)
+    return frame[frame["source_id"] == run.ids["standard.mp4"]]
+
+
+def test_every_true_cut_is_found(run, standard_video):
+    starts = _good(run, "shots")["start_frame"].tolist()
+    found = [c for c in starts if c > 0]
+    for cut in standard_video.cuts:
+        assert min(abs(c - cut) for c in found) <= 2, (cut, found)
+    false = [c for c in found if min(abs(c - t) for t in standard_video.cuts) > 2]
+    assert len(false) <= 1, false
+    assert _good(run, "shots")["end_frame"].max() == standard_video.num_frames
+
+
+@pytest.mark.parametrize("detector", ["adaptive", "content"])
+def test_shot_detectors_on_shared_frames(standard_video, detector):
+    info = open_info(standard_video.path)
+    scorer = ShotScorer(ShotsConfig(detector=detector), info.fps)
+    size = FrameSize(*fit_width(info.width, info.height, 256), "bgr24")
+    for frame in read_frames(standard_video.path, {"shots": size}):
+        scorer.add(frame.index, frame.images["shots"])
+    cuts = scorer.cuts()
+    assert all(min(abs(c - t) for c in cuts) <= 2 for t in standard_video.cuts), cuts
+    assert len(cuts) <= len(standard_video.cuts) + 1
+
+
+@pytest.mark.parametrize("shot", ["astro_pan", "astro_zoom"])
+def test_face_track_follows_the_true_box(run, standard_video, shot):
+    truth = standard_video.shot(shot)
+    tracks = _good(run, "tracks")
+    inside = tracks[(tracks["frame"] >= truth.start) & (tracks["frame"] < truth.end)]
+    main = inside.groupby("track_id").size().idxmax()
+    boxes = inside[inside["track_id"] == main].set_index("frame")[["x1", "y1", "x2", "y2"]]
+    good = sum(f in boxes.index and iou(boxes.loc[f], truth.boxes[f - truth.start][0]) >= 0.5
+               for f in range(truth.start, truth.end))
+    assert good >= 0.9 * truth.num_frames, f"{good} of {truth.num_frames} frames with IoU >= 0.5"
+    assert inside["track_id"].nunique() == 1  # one face, one track
+    shots = set(tracks.groupby("track_id")["shot_index"].nunique())
+    assert shots == {1}  # no track crosses a cut
+
+
+def test_no_clip_from_face_free_or_too_short_shots(run, standard_video):
+    clips, rejects = _good(run, "clips"), _good(run, "rejects")
+    shots = _good(run, "shots").reset_index(drop=True)
+    name_of = {i: standard_video.shots[i].name for i in shots["shot_index"]}  # every cut found: same indices
+    used = {name_of[i] for i in clips["shot_index"]}
+    assert used.isdisjoint({"coffee", "rocket", "astro_short"}), used
+    assert {"astro_pan", "astro_zoom", "two_faces", "t1_group"} <= used, used
+    short = rejects[rejects["shot_index"].map(name_of) == "astro_short"]
+    assert set(short["reason"]) == {"too_short"}
+    assert (clips["face_px"] >= 48).all() and not (clips["shot_index"].map(name_of) == "small_face").any()
+    assert set(rejects.loc[rejects["shot_index"].map(name_of) == "small_face", "reason"]) == {"small_face"}
+    assert clips["num_frames"].between(13, 50).all()
+
+
+def _pts_steps(path: Path) -> set[int]:
+    with av.open(str(path)) as container:
+        pts = sorted(p.pts for p in container.demux(container.streams.video[0]) if p.pts is not None)
+    return set(np.diff(pts).tolist())
+
+
+def test_clip_files_are_cfr_h264_with_expected_frames(run):
+    clips = _good(run, "clips")
+    assert len(clips) >= 5
+    for row in clips.itertuples():
+        for rel, size in ((row.crop_path, (224, 224)), (row.scene_path, None)):
+            path = run.workdir / rel
+            info = probe(path, count_frames=True)
+            assert (info.codec, info.num_frames, info.fps) == ("h264", row.num_frames, Fraction(25))
+            assert size is None or (info.width, info.height) == size
+            assert len(_pts_steps(path)) == 1  # constant frame rate
+            head = path.read_bytes()[:4096]
+            assert b"moov" in head  # +faststart: the index comes first
+        frames = sorted((run.workdir / row.frames_dir).glob("*.jpg"))
+        assert len(frames) == row.num_frames == len(list((run.workdir / row.scene_frames_dir).glob("*.jpg")))
+        assert frames_digest(run.workdir / row.frames_dir) == row.sha256
+        assert row.clip_id.startswith("clip-") and row.start_s == pytest.approx(row.start_frame / 25)
+
+
+def test_recut_from_stored_boxes_is_byte_identical(run, tmp_path):
+    clip = _good(run, "clips").iloc[-1]
+    tracks = read_manifest(run.workdir, "tracks")
+    rows = tracks[(tracks["track_id"] == clip["track_id"])
+                  & tracks["frame"].between(clip["start_frame"], clip["end_frame"] - 1)]
+    boxes = [[int(r.frame), r.x1, r.y1, r.x2, r.y2, int(r.interpolated)] for r in rows.itertuples()]
+    boxes = json.loads(json.dumps(boxes))  # as the release metadata stores them
+    sources = read_manifest(run.workdir, "sources").set_index("source_id")
+    digest = recut_face_frames(run.workdir / sources.loc[clip["source_id"], "path"], int(clip["start_frame"]),
+                               int(clip["end_frame"]), boxes, tmp_path / "again", load_config(run.config).export)
+    assert digest == clip["sha256"]
+    first = sorted((run.workdir / clip["frames_dir"]).glob("*.jpg"))[0]
+    assert (tmp_path / "again" / first.name).read_bytes() == first.read_bytes()
+
+
+def test_broken_sources_are_failures_and_others_go_on(run):
+    failures = read_manifest(run.workdir, "failures")
+    failed = set(failures.loc[failures["stage"] == "clips", "input_id"])
+    assert failed == {run.ids["corrupt.mp4"], run.ids["truncated.mp4"]}
+    messages = " ".join(failures["message"])
+    assert "corrupt" in messages or "cannot" in messages
+    assert "truncated" in messages
+    assert set(read_manifest(run.workdir, "clips")["source_id"]) == {run.ids["standard.mp4"]}
+    assert "failed" in run.first_output
+
+
+def test_second_run_does_no_work_and_keeps_ids(run):
+    before_ids = sorted(read_manifest(run.workdir, "clips")["clip_id"])
+    files = sorted(p for p in (run.workdir / "clips").rglob("*") if p.is_file())
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    marker = next((run.workdir / "parts").glob("*/DONE"))
+    marker_stamp = marker.stat().st_mtime_ns
+    result = runner.invoke(app, ["clips", str(run.workdir), "--config", str(run.config), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert sorted(read_manifest(run.workdir, "clips")["clip_id"]) == before_ids
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps and marker.stat().st_mtime_ns == marker_stamp
+    from pipeline.clips import process_source
+
+    assert process_source(run.workdir, run.ids["standard.mp4"], load_config(run.config)).skipped
+
+
+def test_decode_errors_are_raised_in_the_caller(broken_videos):
+    with pytest.raises(VideoError, match="corrupt.mp4"):
+        list(read_frames(broken_videos["corrupt"], {"x": FrameSize(64, 36)}))
+
+
+def _track(n: int, side: float = 80.0, start: int = 0) -> Track:
+    boxes = np.tile([10.0, 10.0, 10.0 + side, 10.0 + side], (n, 1))
+    return Track(np.arange(start, start + n), boxes, np.full(n, 0.9), np.zeros(n, bool), np.full(n, 100.0))
+
+
+def test_selection_windows_limits_and_reasons():
+    cfg = SelectConfig(max_clips_per_track=2)
+    kept, rejects = select_candidates(_track(120), Fraction(25), cfg, "src", "t", 0)
+    assert [(c.start, c.end) for c in kept] == [(0, 50), (50, 100)]
+    assert [(r.start_frame, r.end_frame, r.reason) for r in rejects] == [(100, 120, "track_limit")]
+    kept, rejects = select_candidates(_track(60, side=30.0), Fraction(25), cfg, "src", "t", 0)
+    assert not kept and [r.reason for r in rejects] == ["small_face", "too_short"]
+    blurry = _track(30)
+    blurry.blur[:] = 1.0
+    assert select_candidates(blurry, Fraction(25), cfg, "src", "t", 0)[1][0].reason == "blurry"
+
+
+def test_tracker_interpolates_gaps_and_stays_in_its_shot():
+    det = lambda x: np.array([[x, 20, x + 60, 80, 0.9, 50.0]])  # noqa: E731
+    detections = {f: det(100 + f) for f in range(0, 40, 2) if f not in (10, 12)}
+    detections.update({f: det(400) for f in range(40, 60, 2)})  # another shot, same place as nothing before
+    cfg = TracksConfig(min_track_frames=5)
+    first = build_tracks(detections, (0, 40), cfg, stride=2)
+    assert len(first) == 1 and first[0].frames.tolist() == list(range(0, 40))
+    track = first[0]
+    assert track.interpolated[10] and track.interpolated[11] and not track.interpolated[8]
+    assert track.boxes[11, 0] == pytest.approx(111, abs=0.01)  # linear in between, smoothing keeps a line
+    second = build_tracks(detections, (40, 60), cfg, stride=2)
+    assert len(second) == 1 and second[0].frames[0] == 40
+    apart = {0: np.vstack([det(0), det(300)]), 2: np.vstack([det(2), det(302)])}
+    assert len(build_tracks(apart, (0, 4), TracksConfig(min_track_frames=1), stride=2)) == 2
+
+
+def test_demo_sources_are_scene_folders(tmp_path):
+    paths = demo_sources(tmp_path, n=1)
+    assert [p.parent.name for p in paths] == ["Talkshow"]
+    info = probe(paths[0])
+    assert (info.width, info.height, info.fps) == (640, 360, Fraction(25)) and info.num_frames == 225
+
+
+def test_range_decode_is_frame_accurate(standard_video):
+    path, start = standard_video.path, standard_video.shot("astro_pan").start + 37
+    info = open_info(path)
+    full = FrameSize(info.width, info.height, "bgr24")
+    wanted = {f.index: f.images["full"].astype(int) for f in read_frames(path, {"full": full})
+              if start - 1 <= f.index <= start}
+    got = next(decode_range(path, start, 1, info.fps, info.width, info.height)).astype(int)
+    assert np.abs(got - wanted[start]).mean() < 1.0 < np.abs(got - wanted[start - 1]).mean()
