@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import queue
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,8 +195,12 @@ class _ArchiveById(yt_dlp.YoutubeDL):
 
 
 def _download(url: str, source_id: str, params: dict, results: multiprocessing.Queue) -> None:
-    """Child process: download one URL; put ('ok', info) or ('error', message) on ``results``."""
-    params = {**params, "retry_sleep_functions": {"http": _backoff, "fragment": _backoff}}
+    """Child process: download one URL; put ('progress', bytes, total) while downloading, then ('ok', info)
+    or ('error', message) on ``results``."""
+    def hook(d: dict) -> None:
+        results.put(("progress", d.get("downloaded_bytes") or 0, d.get("total_bytes") or d.get("total_bytes_estimate")))
+
+    params = {**params, "retry_sleep_functions": {"http": _backoff, "fragment": _backoff}, "progress_hooks": [hook]}
     try:
         with _ArchiveById(params, source_id) as ydl:
             info = ydl.extract_info(url, download=True)
@@ -210,7 +215,8 @@ def _find_download(folder: Path, source_id: str) -> Path | None:
     return found[0] if found else None
 
 
-def _fetch_url(workdir: Path, candidate: SourceCandidate, acq: AcquireConfig) -> tuple[Path, dict]:
+def _fetch_url(workdir: Path, candidate: SourceCandidate, acq: AcquireConfig,
+               progress: ProgressFn) -> tuple[Path, dict]:
     folder = videos_dir(workdir)
     params = {**_ydl_options(acq), "outtmpl": str(folder / f"{candidate.source_id}.%(ext)s"),
               "format": acq.format.format(h=acq.max_height), "merge_output_format": "mp4",
@@ -220,8 +226,14 @@ def _fetch_url(workdir: Path, candidate: SourceCandidate, acq: AcquireConfig) ->
     results = ctx.Queue()
     proc = ctx.Process(target=_download, args=(candidate.url, candidate.source_id, params, results), daemon=True)
     proc.start()
+    deadline = time.monotonic() + acq.source_timeout_s
     try:
-        status, payload = results.get(timeout=acq.source_timeout_s)
+        while True:
+            status, *payload = results.get(timeout=max(deadline - time.monotonic(), 0.01))
+            if status != "progress":
+                break
+            progress(f"source {candidate.source_id}", payload[0], payload[1])
+        payload = payload[0]
     except queue.Empty:
         proc.kill()
         raise AcquireError(f"{candidate.url}: no result within {acq.source_timeout_s:.0f} s "
@@ -252,14 +264,16 @@ def _ingest_local(workdir: Path, candidate: SourceCandidate) -> Path:
     return dest
 
 
-def fetch_source(workdir: str | Path, candidate: SourceCandidate, cfg: BuildConfig) -> SourceRecord:
-    """Fetch one source (download or ingest), probe it, and return its record; raises on failure."""
+def fetch_source(workdir: str | Path, candidate: SourceCandidate, cfg: BuildConfig,
+                 progress: ProgressFn = no_progress) -> SourceRecord:
+    """Fetch one source (download or ingest), probe it, and return its record; raises on failure.
+    ``progress`` gets the bytes downloaded under the task name ``source <source_id>``."""
     workdir = Path(workdir)
     info: dict = {}
     if candidate.origin == "local":
         path = _ingest_local(workdir, candidate)
     else:
-        path, info = _fetch_url(workdir, candidate, cfg.acquire)
+        path, info = _fetch_url(workdir, candidate, cfg.acquire, progress)
     try:
         video = probe(path, count_frames=True)
     except VideoError as exc:
@@ -293,9 +307,10 @@ def acquire(workdir: str | Path, cfg: BuildConfig, *, urls_file: str | Path | No
     done = set(read_manifest(workdir, "sources")["source_id"])
     candidates = [c for c in everything if c.source_id not in done]
     summary = AcquireSummary(skipped=len(everything) - len(candidates))
+    progress("acquire", 0, len(candidates))
     for i, candidate in enumerate(candidates):
         try:
-            record = fetch_source(workdir, candidate, cfg)
+            record = fetch_source(workdir, candidate, cfg, progress)
         except (AcquireError, OSError) as exc:
             record_failure(workdir, FailureRecord.from_exception("acquire", candidate.source_id, exc))
             summary.failed += 1

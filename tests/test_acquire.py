@@ -83,8 +83,14 @@ def test_url_list_downloads_probes_and_is_idempotent(site, tmp_path):
     urls = [f"{base}/x/a.mp4", f"{base}/y/a.mp4", f"{base}/good.mp4"]
     (tmp_path / "urls.txt").write_text("# sources\n" + "\n".join(f"{u},War" for u in urls) + "\n")
     work = tmp_path / "work"
-    summary = stage.acquire(work, _cfg(), urls_file=tmp_path / "urls.txt")
+    calls: list[tuple] = []
+    summary = stage.acquire(work, _cfg(), urls_file=tmp_path / "urls.txt", progress=lambda *a: calls.append(a))
     assert (summary.fetched, summary.failed) == (3, 0)
+    assert calls[0] == ("acquire", 0, 3) and calls[-1] == ("acquire", 3, 3)
+    last = {task: (done, total) for task, done, total in calls}
+    for url, src in ((urls[0], root / "x/a.mp4"), (urls[2], root / "good.mp4")):
+        size = src.stat().st_size
+        assert last[f"source {source_id_for_url(url)}"] == (size, size)  # per-source bytes bar
     rows = {r.url: r for r in read_records(work, "sources")}
     assert set(rows) == set(urls)
     for url, frames, src in ((urls[0], N, root / "x/a.mp4"), (urls[1], 40, root / "y/a.mp4"), (urls[2], N, root / "good.mp4")):
@@ -122,6 +128,18 @@ def test_failures_are_recorded_and_the_good_ones_land(site, tmp_path):
         assert row["stage"] == "acquire" and reason in row["message"] and url in row["message"]
     assert not any(p.name.startswith(source_id_for_url(f"{base}/truncated.mp4"))
                    for p in (work / "videos").iterdir())
+
+
+def test_per_source_timeout_ends_a_hanging_download(site, tmp_path):
+    base, _, _ = site
+    url = f"{base}/hang-forever.mp4"
+    (tmp_path / "urls.txt").write_text(f"{url},War\n")
+    work = tmp_path / "work"
+    started = time.monotonic()
+    summary = stage.acquire(work, _cfg(socket_timeout_s=60, source_timeout_s=4), urls_file=tmp_path / "urls.txt")
+    assert summary.failed == 1 and time.monotonic() - started < 15
+    message = read_manifest(work, "failures").iloc[0]["message"]
+    assert url in message and "source_timeout_s" in message
 
 
 def test_hostile_names_cannot_escape_videos_dir(site, tmp_path):
