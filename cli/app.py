@@ -70,3 +70,7 @@ for module in (acquire, models, clips, annotation, aggregate, release, flows):
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

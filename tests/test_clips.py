@@ -26,7 +26,6 @@ from pipeline.tracks import Track, build_tracks
 from schemas.config import SelectConfig, ShotsConfig, TracksConfig, load_config
 from schemas.manifests import read_manifest
 from tests.clips_support import iou, make_workdir
-from tests.fixtures_models import centerface_models_dir  # noqa: F401  (fixture)
 
 runner = CliRunner()
 

@@ -18,7 +18,6 @@ from pipeline.faces import load_detector, models_dir
 from pipeline.faces.scrfd import resolve_scrfd_model
 from pipeline.models import ModelNotFoundError
 from schemas.config import FacesConfig
-from tests.fixtures_models import centerface_models_dir  # noqa: F401  (fixture)
 
 T1_JPG = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
 ASTRONAUT_FACE = (175.0, 70.0, 275.0, 170.0)  # measured by eye: ear to ear, brow to chin

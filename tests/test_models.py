@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from cli.app import app
 from pipeline import models
 from pipeline.models import MODELS, ModelError, ModelSpec, fetch_model, index_url, sha256_of
-from tests.fixtures_models import centerface_models_dir  # noqa: F401  (fixture)
 
 PAYLOAD = b"not really a model, but pinned all the same\n" * 100
 WHEEL_NAME = "fakemodels-0.1-py3-none-any.whl"

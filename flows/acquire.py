@@ -1,0 +1,57 @@
+"""Acquire flow: plan sources, fetch each one in its own task (download-limited), record them."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.concurrency.sync import concurrency
+
+from flows.runtime import DOWNLOAD_LIMIT, ensure_concurrency_limits, gather, publish, resolve_config, task_runner, workdir_of
+from pipeline import acquire as stage
+from schemas.config import BuildConfig
+from schemas.ids import config_hash
+from schemas.manifests import read_manifest
+
+
+def _cache_key(ctx, p) -> str | None:
+    """Cache only a fetch whose file is still there (a deleted work directory is fetched again)."""
+    candidate = p["candidate"]
+    found = sorted(stage.videos_dir(p["workdir"]).glob(f"{candidate.source_id}.*"))
+    if not found:
+        return None
+    st = found[0].stat()
+    return f"acquire-{p['workdir']}-{candidate.source_id}-{config_hash(p['cfg'].acquire)}-{st.st_size}-{st.st_mtime_ns}"
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], cache_key_fn=_cache_key, persist_result=True,
+      task_run_name="fetch {candidate.source_id}")
+def fetch_source(workdir: str, candidate: stage.SourceCandidate, cfg: BuildConfig):
+    """Fetch one source; failed states are not cached, so a re-run tries it again."""
+    with concurrency(DOWNLOAD_LIMIT, occupy=1):
+        return stage.fetch_source(workdir, candidate, cfg)
+
+
+@flow(name="acquire")
+def acquire_flow(config: str | dict | BuildConfig | None = None, workdir: str | None = None,
+                 urls_file: str | None = None, local_dir: str | None = None, scene: str | None = None,
+                 search: bool | None = None) -> dict:
+    """Fetch source videos per scene keyword, from a URL list or from a local folder."""
+    cfg = resolve_config(config, workdir)
+    root = workdir_of(cfg)
+    ensure_concurrency_limits(cfg.runner)
+    candidates = stage.plan_sources(root, cfg, urls_file=urls_file, local_dir=local_dir, scene=scene, search=search)
+    get_run_logger().info("%d source candidates", len(candidates))
+    futures = fetch_source.map(unmapped(str(root)), candidates, unmapped(cfg))
+    fetched = gather(root, "acquire", [c.source_id for c in candidates], futures)
+    stage.record_sources(root, fetched)
+    failures = read_manifest(root, "failures")
+    failures = failures[failures["stage"] == "acquire"]
+    counts = {"candidates": len(candidates), "fetched": len(fetched), "failed": len(failures),
+              "sources in manifest": len(read_manifest(root, "sources"))}
+    publish("ferv-acquire", "Acquisition", counts,
+            {"Failures": failures[["input_id", "error_kind", "message"]].to_dict("records")})
+    return counts
+
+
+def run(cfg: BuildConfig, **params) -> dict:
+    """Run the flow with the task runner chosen in config."""
+    return acquire_flow.with_options(task_runner=task_runner(cfg.runner))(config=cfg, **params)

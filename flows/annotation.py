@@ -1,0 +1,53 @@
+"""Annotation flows: push clips to Label Studio as tasks, and pull votes back (scheduled).
+
+Retries with back-off against a slow or unreachable server live in ``annotation.client.LSClient``."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+
+from annotation.client import connect
+from annotation.push import push_tasks
+from annotation.sync import sync_votes
+from flows.runtime import log_progress, publish, resolve_config, workdir_of
+from schemas.config import BuildConfig
+from schemas.manifests import read_manifest
+
+
+@task
+def push(workdir: str, cfg: BuildConfig, ls_data_dir: str | None, local_root: str | None):
+    client = connect(cfg.labelstudio, data_dir=ls_data_dir)
+    return push_tasks(workdir, cfg, client, progress=log_progress(get_run_logger()), local_root=local_root)
+
+
+@task
+def sync(workdir: str, cfg: BuildConfig, ls_data_dir: str | None):
+    client = connect(cfg.labelstudio, data_dir=ls_data_dir)
+    return sync_votes(workdir, cfg, client, progress=log_progress(get_run_logger()))
+
+
+@flow(name="push-tasks")
+def push_tasks_flow(config: str | dict | BuildConfig | None = None, workdir: str | None = None,
+                    ls_data_dir: str | None = None, local_root: str | None = None) -> dict:
+    """Push every clip of clips.parquet to the copy projects (idempotent: clip id is the key)."""
+    cfg = resolve_config(config, workdir)
+    root = workdir_of(cfg)
+    summary = push(str(root), cfg, ls_data_dir, local_root)
+    counts = {"tasks created": summary.created, "tasks already there": summary.existing,
+              "tasks recovered": summary.recovered, "tasks in manifest": len(read_manifest(root, "tasks"))}
+    publish("ferv-push", "Label Studio tasks", counts,
+            {"Projects": [{"project": t, "id": i} for t, i in summary.projects.items()]})
+    return counts
+
+
+@flow(name="sync-votes")
+def sync_votes_flow(config: str | dict | BuildConfig | None = None, workdir: str | None = None,
+                    ls_data_dir: str | None = None) -> dict:
+    """Pull new, changed and deleted annotations into votes.parquet (append-only)."""
+    cfg = resolve_config(config, workdir)
+    root = workdir_of(cfg)
+    summary = sync(str(root), cfg, ls_data_dir)
+    counts = {k: v for k, v in vars(summary).items() if isinstance(v, int)}
+    counts["votes in manifest"] = len(read_manifest(root, "votes"))
+    publish("ferv-sync", "Vote sync", counts)
+    return counts
