@@ -26,7 +26,7 @@ def _cache_key(ctx, p) -> str | None:
       task_run_name="fetch {candidate.source_id}")
 def fetch_source(workdir: str, candidate: stage.SourceCandidate, cfg: BuildConfig):
     """Fetch one source; failed states are not cached, so a re-run tries it again."""
-    with concurrency(DOWNLOAD_LIMIT, occupy=1):
+    with concurrency(DOWNLOAD_LIMIT, occupy=1, lease_duration=60):
         return stage.fetch_source(workdir, candidate, cfg)
 
 

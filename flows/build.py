@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger, task
 
 from annotation.client import connect
@@ -57,7 +59,5 @@ def build_dataset(config: str | dict | BuildConfig | None = None, workdir: str |
 
 def _under(root: str, path: str) -> str:
     """A config path relative to the work directory (absolute paths stay as they are)."""
-    from pathlib import Path
-
     p = Path(path).expanduser()
     return str(p if p.is_absolute() else Path(root) / p)

@@ -26,7 +26,7 @@ def _cache_key(ctx, p) -> str | None:
 @task(retries=1, retry_delay_seconds=10, cache_key_fn=_cache_key, persist_result=True,
       task_run_name="clips {source_id}")
 def clips_for_source(workdir: str, source_id: str, cfg: BuildConfig):
-    with concurrency(GPU_LIMIT, occupy=1):
+    with concurrency(GPU_LIMIT, occupy=1, lease_duration=60):
         return stage.process_source(Path(workdir), source_id, cfg)
 
 

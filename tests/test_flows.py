@@ -114,11 +114,15 @@ def test_killed_build_resumes_with_the_same_clips_and_no_duplicate_tasks(e2e, la
     cfg = _build_cfg(work, samples, centerface_models_dir, labelstudio={"url": labelstudio.url, "project_title": "resume"})
     config = tmp_path / "build.yaml"
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    env = {**labelstudio.env(), "PREFECT_HOME": str(tmp_path / "prefect"),
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    env = {**labelstudio.env(), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+
+    def run_env(name: str) -> dict[str, str]:
+        # A killed machine's temporary Prefect server is gone with it: each run starts its own.
+        return {**env, "PREFECT_HOME": str(tmp_path / f"prefect-{name}")}
+
     cmd = [sys.executable, "-m", "cli.app", "run", str(config), "--until", "clips"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=run_env("killed"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not list((work / "parts").glob("*/DONE")):
         assert proc.poll() is None, "the build ended before it could be killed"
@@ -130,12 +134,12 @@ def test_killed_build_resumes_with_the_same_clips_and_no_duplicate_tasks(e2e, la
     first = {p: p.stat().st_mtime_ns for p in done}
 
     rerun = subprocess.run([sys.executable, "-m", "cli.app", "run", str(config), "--until", "push"], cwd=REPO,
-                           env=env, capture_output=True, text=True, timeout=900)
+                           env=run_env("rerun"), capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in first} == first  # finished sources were not redone
     assert sorted(read_manifest(work, "clips")["clip_id"]) == sorted(read_manifest(root_ref, "clips")["clip_id"])
     again = subprocess.run([sys.executable, "-m", "cli.app", "run", str(config), "--until", "push"], cwd=REPO,
-                           env=env, capture_output=True, text=True, timeout=900)
+                           env=run_env("again"), capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     tasks = read_manifest(work, "tasks")
     n_clips = len(read_manifest(work, "clips"))
