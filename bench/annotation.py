@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotation import server
 from annotation.client import LSClient
-from annotation.push import provision_project, push_tasks
+from annotation.push import import_tasks, provision_project, push_tasks
 from annotation.simulate import choice_result, create_annotators
 from annotation.sync import sync_votes
 from schemas.config import BuildConfig
@@ -65,9 +65,7 @@ def main() -> None:
                          "annotations": [{"result": choice_result(words[(i + k) % len(words)]),
                                           "completed_by": u.id, "lead_time": 3.0} for k, u in enumerate(users)]}
                         for i in range(args.tasks)]
-            ids = []
-            for s in range(0, len(payloads), 1000):
-                ids += client.sdk.projects.import_tasks(pid, request=payloads[s:s + 1000], return_task_ids=True).task_ids
+            ids = import_tasks(client, pid, payloads, batch_size=1000)
             now = datetime.now(UTC)
             write_manifest(sync_dir, "tasks", [
                 {"clip_id": f"c{i:06d}", "project_id": pid, "task_id": t, "project_role": "copy", "copy_index": 0,

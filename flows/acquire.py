@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.concurrency.sync import concurrency
 
-from flows.runtime import DOWNLOAD_LIMIT, ensure_concurrency_limits, gather, publish, resolve_config, task_runner, workdir_of
+from flows.runtime import (DOWNLOAD_LIMIT, ensure_concurrency_limits, gather, publish, resolve_config, stage_failures,
+                           task_runner, workdir_of)
 from pipeline import acquire as stage
 from schemas.config import BuildConfig
 from schemas.ids import config_hash
@@ -43,12 +44,11 @@ def acquire_flow(config: str | dict | BuildConfig | None = None, workdir: str | 
     futures = fetch_source.map(unmapped(str(root)), candidates, unmapped(cfg))
     fetched = gather(root, "acquire", [c.source_id for c in candidates], futures)
     stage.record_sources(root, fetched)
-    failures = read_manifest(root, "failures")
-    failures = failures[failures["stage"] == "acquire"]
+    failures = stage_failures(root, "acquire")
     counts = {"candidates": len(candidates), "fetched": len(fetched), "failed": len(failures),
               "sources in manifest": len(read_manifest(root, "sources"))}
     publish("ferv-acquire", "Acquisition", counts,
-            {"Failures": failures[["input_id", "error_kind", "message"]].to_dict("records")})
+            {"Failures": failures})
     return counts
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.concurrency.sync import concurrency
 
-from flows.runtime import GPU_LIMIT, ensure_concurrency_limits, gather, publish, resolve_config, task_runner, workdir_of
+from flows.runtime import (GPU_LIMIT, ensure_concurrency_limits, gather, publish, resolve_config, stage_failures,
+                           task_runner, workdir_of)
 from pipeline import clips as stage
 from schemas.config import BuildConfig
 from schemas.ids import stable_hash
@@ -46,14 +47,13 @@ def make_clips_flow(config: str | dict | BuildConfig | None = None, workdir: str
     futures = clips_for_source.map(unmapped(str(root)), source_ids, unmapped(cfg))
     done = gather(root, "clips", source_ids, futures)
     counts = {"sources": len(source_ids), "processed": len(done), **merge(str(root))}
-    failures = read_manifest(root, "failures")
-    failures = failures[failures["stage"] == "clips"]
+    failures = stage_failures(root, "clips")
     counts["failed"] = len(failures)
     rejects = read_manifest(root, "rejects")
     reasons = rejects["reason"].value_counts().rename_axis("reason").reset_index(name="candidates")
     publish("ferv-clips", "Candidate clips", counts,
             {"Rejected candidates": reasons.to_dict("records"),
-             "Failures": failures[["input_id", "error_kind", "message"]].to_dict("records")})
+             "Failures": failures})
     return counts
 
 

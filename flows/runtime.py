@@ -74,6 +74,14 @@ def log_progress(logger: logging.Logger | logging.LoggerAdapter, every: float = 
     return report
 
 
+def stage_failures(workdir: Path, stage: str) -> list[dict[str, Any]]:
+    """The failures.parquet rows of one stage, as artifact table rows."""
+    from schemas.manifests import read_manifest
+
+    failures = read_manifest(workdir, "failures")
+    return failures.loc[failures["stage"] == stage, ["input_id", "error_kind", "message"]].to_dict("records")
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "_(none)_"
