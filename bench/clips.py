@@ -1,8 +1,10 @@
 """Benchmark of the clips stage on generated 720p videos with faces and cuts.
 
 Prints, per input: frames/s of ``make_clips``, the ratio of its wall time to ``ffmpeg -i VIDEO -f null -``
-(decode-only) and to ``scenedetect -i VIDEO detect-content`` (shots only), and peak RSS (each run in a child
-process). Targets: <= 4x decode-only (aim 2x); 10-minute / 1-minute peak RSS < 1.3.
+(decode-only) and to ``scenedetect -i VIDEO detect-content`` (shots only), its CPU time beside ffmpeg's, the
+clip frames it wrote per source frame (each is encoded twice and written as a JPEG: the export's load), and
+peak RSS (each run in a child process). Targets: <= 4x decode-only (aim 2x); 10-minute / 1-minute peak RSS
+< 1.3.
 
     .venv/bin/python bench/clips.py [--long] [--stride N] [--det-size PX] [--out DIR]
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -22,10 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _timed(cmd: list[str]) -> float:
-    start = time.perf_counter()
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of a command."""
+    start, cpu = time.perf_counter(), _cpu(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _cpu(resource.RUSAGE_CHILDREN) - cpu
 
 
 def child(workdir: Path, config_json: str) -> None:
@@ -35,11 +44,13 @@ def child(workdir: Path, config_json: str) -> None:
     from schemas.manifests import read_manifest
 
     cfg = BuildConfig.model_validate(json.loads(config_json))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
     summary = make_clips(workdir, cfg, workers=1)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _cpu(resource.RUSAGE_SELF) - cpu
     frames = int(read_manifest(workdir, "shots")["end_frame"].max())
-    print(json.dumps({"wall_s": wall, "frames": frames, "counts": summary.counts, "failed": summary.failed,
+    clip_frames = int(read_manifest(workdir, "clips")["num_frames"].sum())
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "frames": frames, "clip_frames": clip_frames,
+                      "counts": summary.counts, "failed": summary.failed,
                       "self_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -55,8 +66,8 @@ def bench(seconds: float, root: Path, config: dict) -> dict:
     work = root / f"work_{int(seconds)}s"
     subprocess.run(["rm", "-rf", str(work)], check=True)
     make_workdir(work, [(video, "Talkshow")])
-    decode = _timed([ffmpeg_exe(), "-nostdin", "-i", str(video), "-f", "null", "-"])
-    scenedetect = _timed([str(ROOT / ".venv/bin/scenedetect"), "-i", str(video), "detect-content"])
+    decode, decode_cpu = _timed([ffmpeg_exe(), "-nostdin", "-i", str(video), "-f", "null", "-"])
+    scenedetect, _ = _timed([str(ROOT / ".venv/bin/scenedetect"), "-i", str(video), "detect-content"])
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out = subprocess.run([sys.executable, __file__, "--child", str(work), json.dumps(config)], check=True,
                          capture_output=True, text=True)
@@ -64,6 +75,8 @@ def bench(seconds: float, root: Path, config: dict) -> dict:
     children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"seconds": info.duration_s, "size": f"{info.width}x{info.height}", "frames": result["frames"],
             "clips_wall_s": result["wall_s"], "decode_only_s": decode, "scenedetect_s": scenedetect,
+            "clips_cpu_s": result["cpu_s"], "decode_cpu_s": decode_cpu,
+            "clip_frames_per_frame": result["clip_frames"] / result["frames"],
             "fps": result["frames"] / result["wall_s"], "x_decode": result["wall_s"] / decode,
             "x_scenedetect": result["wall_s"] / scenedetect, "peak_rss_mb": result["self_maxrss_mb"],
             "children_peak_rss_mb": children_peak / 1024 if children_peak > before else None,
@@ -95,13 +108,17 @@ def main() -> None:
     root = args.out or Path(tempfile.mkdtemp(prefix="ferv-bench-clips-"))
     root.mkdir(parents=True, exist_ok=True)
     rows = [bench(args.seconds, root, config)] + ([bench(args.long_seconds, root, config)] if args.long else [])
-    print(f"config: faces.stride={BuildConfig.model_validate(config).faces.stride}, "
-          f"det_sizes={BuildConfig.model_validate(config).faces.det_sizes}, backend=centerface (CPU), workers=1")
+    chosen = BuildConfig.model_validate(config)
+    print(f"config: faces.stride={chosen.faces.stride}, det_sizes={chosen.faces.det_sizes}, backend=centerface "
+          f"(CPU), export preset={chosen.export.preset}, scene_max_height={chosen.export.scene_max_height}, "
+          f"workers=1, {os.cpu_count()} CPUs")
     for r in rows:
         print(f"{r['seconds']:.0f} s {r['size']} ({r['frames']} frames): {r['fps']:.1f} frames/s, "
               f"make_clips {r['clips_wall_s']:.1f} s = {r['x_decode']:.2f}x decode-only ({r['decode_only_s']:.1f} s), "
               f"{r['x_scenedetect']:.2f}x scenedetect detect-content ({r['scenedetect_s']:.1f} s), "
-              f"peak RSS {r['peak_rss_mb']:.0f} MB; {r['counts']}, failed {r['failed']}")
+              f"CPU {r['clips_cpu_s']:.1f} s = {r['clips_cpu_s'] / r['decode_cpu_s']:.2f}x ffmpeg's "
+              f"({r['decode_cpu_s']:.1f} s), {r['clip_frames_per_frame']:.2f} clip frames written per source "
+              f"frame, peak RSS {r['peak_rss_mb']:.0f} MB; {r['counts']}, failed {r['failed']}")
     if len(rows) == 2:
         print(f"peak RSS 10-min / 1-min: {rows[1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f} (target < 1.3)")
 

@@ -10,24 +10,27 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Iterator
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.decode import FrameSize, fit_width, open_info, read_frames
-from pipeline.export import cut_clip
+from pipeline import yuv
+from pipeline.decode import StreamInfo, decode_range, fit_width, open_info, read_frames
+from pipeline.export import ClipFiles, ClipWriter, existing_clip, scene_frame
 from pipeline.media import VideoError
 from pipeline.progress import ProgressFn, no_progress
-from pipeline.select import blur_score, select_candidates
-from pipeline.shots import ShotScorer, shots_from_cuts
-from pipeline.tracks import Track, build_tracks
+from pipeline.select import Candidate, blur_score, select_candidates
+from pipeline.shots import ShotScorer, shot_record
+from pipeline.tracks import build_tracks
 from schemas.config import BuildConfig, FacesConfig
 from schemas.ids import clip_id as make_clip_id
 from schemas.ids import config_hash
@@ -41,6 +44,7 @@ SORT_KEYS = {"shots": ["source_id", "shot_index"], "tracks": ["track_id", "frame
              "clips": ["source_id", "start_frame", "track_id"],
              "rejects": ["source_id", "start_frame", "track_id", "end_frame"]}
 MIN_DECODED_SHARE = 0.98  # fewer decoded frames than this share of the declared count = truncated file
+_QUEUED_SHOTS = 2  # closed shots waiting for the exporter before the decode pass waits for it
 _RUNTIME_ONLY = {"models_dir", "device", "threads", "batch_size"}  # face settings that do not change results
 
 
@@ -100,55 +104,95 @@ def _detector(cfg: FacesConfig):
 
 
 @dataclass
-class Analysis:
-    fps: Fraction
-    width: int
-    height: int
-    frames: int
-    shots: list[ShotRecord]
-    tracks: list[tuple[ShotRecord, Track]]
+class _Held:
+    index: int
+    frame: np.ndarray  # I420, full size
+    scene: np.ndarray | None = None  # the frame at scene-clip size, made when a clip first needs it
 
 
-def analyse(path: Path, source_id: str, cfg: BuildConfig, progress: ProgressFn = no_progress) -> Analysis:
-    """One decode pass: shot scoring on every frame, face detection every ``cfg.faces.stride`` frames; then
-    tracks per shot."""
-    info = open_info(path)
-    shot_size = FrameSize(*fit_width(info.width, info.height, cfg.shots.downscale_width), "bgr24")
-    face_w, face_h = fit_width(info.width, info.height, cfg.faces.det_sizes[0], long_side=True)
-    face_size = FrameSize(face_w, face_h, "rgb24", cfg.faces.stride)
-    to_source = np.array([info.width / face_w, info.height / face_h] * 2)
-    scorer = ShotScorer(cfg.shots, info.fps)
-    detector = _detector(cfg.faces)
+class FrameBuffer:
+    """The decoded frames of the shots not yet exported, oldest first; beyond ``budget_bytes`` the oldest are
+    dropped (their clips are then cut by seeking, so memory stays flat however long a shot is). The decode
+    pass pushes while the exporter reads: every method holds the buffer's lock."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget, self.bytes = budget_bytes, 0
+        self.held: deque[_Held] = deque()
+        self.lock = threading.Lock()
+
+    def push(self, index: int, frame: np.ndarray) -> None:
+        with self.lock:
+            self.held.append(_Held(index, frame))
+            self.bytes += frame.nbytes
+            while self.bytes > self.budget and len(self.held) > 1:
+                self.bytes -= self.held.popleft().frame.nbytes
+
+    def span(self, start: int, end: int) -> list[_Held] | None:
+        """Frames ``[start, end)``, or None when some are no longer held."""
+        with self.lock:
+            if not self.held or self.held[0].index > start:
+                return None
+            first = self.held[0].index
+            return [self.held[i - first] for i in range(start, end)]
+
+    def drop_before(self, index: int) -> None:
+        with self.lock:
+            while self.held and self.held[0].index < index:
+                self.bytes -= self.held.popleft().frame.nbytes
+
+
+@dataclass
+class _Shot:
+    record: ShotRecord
+    detections: dict[int, np.ndarray]  # frame -> (N, 6) x1, y1, x2, y2 (source pixels), score, blur
+
+
+def _shots(path: Path, source_id: str, info: StreamInfo, cfg: BuildConfig, buffer: FrameBuffer,
+           progress: ProgressFn) -> Iterator[_Shot]:
+    """The single decode pass: every frame goes to the buffer and the shot scorer, every ``faces.stride``-th
+    to the face detector; each shot is handed out, with its detections, as soon as its end is settled."""
+    shot_size = fit_width(info.width, info.height, cfg.shots.downscale_width)
+    face_size = fit_width(info.width, info.height, cfg.faces.det_sizes[0], long_side=True)
+    to_source = np.array([info.width / face_size[0], info.height / face_size[1]] * 2)
+    scorer, detector = ShotScorer(cfg.shots, info.fps), _detector(cfg.faces)
     detections: dict[int, np.ndarray] = {}
-    batch: list[tuple[int, np.ndarray]] = []
+    batch: list[tuple[int, np.ndarray, np.ndarray]] = []  # frame index, detector input, full-size luma
 
     def flush() -> None:
-        for (index, image), dets in zip(batch, detector.detect([im for _, im in batch])):
-            gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-            blur = [blur_score(gray, d) for d in dets]
-            detections[index] = (np.column_stack([dets[:, :4] * to_source, dets[:, 4], blur]) if len(dets)
-                                 else np.zeros((0, 6)))
+        for (index, _, luma), dets in zip(batch, detector.detect([image for _, image, _ in batch])):
+            boxes = dets[:, :4] * to_source
+            detections[index] = np.column_stack([boxes, dets[:, 4], [blur_score(luma, b) for b in boxes]])
         batch.clear()
 
+    def close(end: int) -> _Shot:
+        flush()
+        start = shots[-1].end_frame if shots else 0
+        shots.append(shot_record(source_id, len(shots), start, end, info.fps))
+        mine = {f: detections.pop(f) for f in sorted(detections) if f < end}
+        return _Shot(shots[-1], mine)
+
+    shots: list[ShotRecord] = []
     frames = 0
-    for frame in read_frames(path, {"shots": shot_size, "faces": face_size}):
-        scorer.add(frame.index, frame.images["shots"])
-        if "faces" in frame.images:
-            batch.append((frame.index, frame.images["faces"]))
+    for decoded in read_frames(path):
+        index, frame = decoded.index, decoded.yuv
+        buffer.push(index, frame)
+        cuts = scorer.add(index, yuv.to_bgr(yuv.resize(frame, *shot_size)))
+        if index % cfg.faces.stride == 0:
+            batch.append((index, yuv.to_rgb(yuv.resize(frame, *face_size)), yuv.planes(frame)[0]))
             if len(batch) >= cfg.faces.batch_size:
                 flush()
-        frames = frame.index + 1
+        for cut in cuts:
+            yield close(cut)
+        frames = index + 1
         if frames % 50 == 0:
             progress(f"{source_id}: frames", frames, info.declared_frames or None)
-    flush()
     progress(f"{source_id}: frames", frames, info.declared_frames or None)
     if frames == 0 or (info.declared_frames and frames < MIN_DECODED_SHARE * info.declared_frames):
         raise VideoError(f"{path}: truncated: decoded {frames} of the {info.declared_frames} frames its header "
                          "declares; re-download or remove it")
-    shots = shots_from_cuts(source_id, scorer.cuts(), frames, info.fps)
-    tracks = [(shot, t) for shot in shots
-              for t in build_tracks(detections, (shot.start_frame, shot.end_frame), cfg.tracks, cfg.faces.stride)]
-    return Analysis(info.fps, info.width, info.height, frames, shots, tracks)
+    for cut in scorer.finish():
+        yield close(cut)
+    yield close(frames)
 
 
 def _source_row(workdir: Path, source_id: str) -> pd.Series:
@@ -159,9 +203,72 @@ def _source_row(workdir: Path, source_id: str) -> pd.Series:
     return rows.iloc[0]
 
 
+@dataclass
+class _Rows:
+    shots: list[ShotRecord] = field(default_factory=list)
+    tracks: list[TrackRow] = field(default_factory=list)
+    clips: list[ClipRecord] = field(default_factory=list)
+    rejects: list[RejectRecord] = field(default_factory=list)
+
+
+def _export(path: Path, workdir: Path, row: pd.Series, info: StreamInfo, cfg: BuildConfig, buffer: FrameBuffer,
+            shot: _Shot, rows: _Rows, written: list[Path]) -> None:
+    """Tracks, candidates and clip files of one shot; frames come from the buffer (or a seek, if dropped)."""
+    source_id, record = row["source_id"], shot.record
+    rows.shots.append(record)
+    tracks = build_tracks(shot.detections, (record.start_frame, record.end_frame), cfg.tracks, cfg.faces.stride)
+    for ordinal, track in enumerate(tracks):
+        tid = make_track_id(source_id, record.shot_index, ordinal)
+        rows.tracks += [TrackRow(tid, source_id, record.shot_index, int(f), *map(float, b), float(s), bool(i))
+                        for f, b, s, i in zip(track.frames, track.boxes, track.scores, track.interpolated)]
+        kept, dropped = select_candidates(track, info.fps, cfg.select, source_id, tid, record.shot_index,
+                                          cfg.faces.stride)
+        rows.rejects += dropped
+        for cand in kept:
+            folder = clips_dir(workdir, source_id) / make_clip_id(source_id, cand.start, cand.end, tid)
+            boxes = track.boxes[cand.start - int(track.frames[0]):cand.end - int(track.frames[0])]
+            files = existing_clip(folder, len(boxes))
+            if files is None:
+                files = _write_clip(path, folder, cand.start, boxes, info, cfg, buffer)
+                written.append(folder)
+            rows.clips.append(_clip_record(workdir, row, info.fps, record.shot_index, tid, cand, files))
+
+
+def _write_clip(path: Path, folder: Path, start: int, boxes: np.ndarray, info: StreamInfo, cfg: BuildConfig,
+                buffer: FrameBuffer) -> ClipFiles:
+    writer = ClipWriter(folder, boxes, info.width, info.height, info.fps, cfg.export)
+    try:
+        held = buffer.span(start, start + len(boxes))
+        if held is None:
+            for frame in decode_range(path, start, start + len(boxes)):
+                writer.add(frame)
+        for item in held or []:
+            if item.scene is None:
+                item.scene = scene_frame(item.frame, cfg.export)
+            writer.add(item.frame, item.scene)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.finish()
+
+
+def _clip_record(workdir: Path, row: pd.Series, fps: Fraction, shot_index: int, tid: str, cand: Candidate,
+                 files: ClipFiles) -> ClipRecord:
+    rel = lambda p: str(Path(p).relative_to(workdir))  # noqa: E731
+    return ClipRecord(
+        clip_id=files.folder.name, source_id=row["source_id"], scene=row["scene"], scenario=row["scenario"],
+        track_id=tid, shot_index=shot_index, start_frame=cand.start, end_frame=cand.end,
+        num_frames=cand.end - cand.start, start_s=float(cand.start / fps), end_s=float(cand.end / fps),
+        fps=float(fps), box_x1=cand.box[0], box_y1=cand.box[1], box_x2=cand.box[2], box_y2=cand.box[3],
+        face_px=cand.face_px, det_score=cand.det_score, detected_fraction=cand.detected_fraction, blur=cand.blur,
+        scene_path=rel(files.scene_path), crop_path=rel(files.crop_path), frames_dir=rel(files.frames_dir),
+        scene_frames_dir=rel(files.scene_frames_dir), sha256=files.sha256)
+
+
 def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
                    progress: ProgressFn = no_progress) -> SourceClipsResult:
-    """Shots, tracks, selected clips (with files) and rejects of one source, written as part files."""
+    """Shots, tracks, selected clips (with files) and rejects of one source, written as part files; clips are
+    exported shot by shot while the source is decoded, from the frames the decode pass holds."""
     workdir = Path(workdir)
     marker, stamp = completion_marker(workdir, source_id), stage_config_hash(cfg)
     if marker.is_file() and marker.read_text().strip() == stamp:
@@ -179,49 +286,46 @@ def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
     parts.mkdir(parents=True, exist_ok=True)
     settings.write_text(stamp + "\n")
 
-    result = analyse(path, source_id, cfg, progress)
-    track_rows: list[TrackRow] = []
-    clip_rows: list[ClipRecord] = []
-    rejects: list[RejectRecord] = []
-    planned: list[tuple[str, Track, ShotRecord, object]] = []
-    ordinal: dict[int, int] = {}
-    for shot, track in result.tracks:
-        ordinal[shot.shot_index] = ordinal.get(shot.shot_index, -1) + 1
-        tid = make_track_id(source_id, shot.shot_index, ordinal[shot.shot_index])
-        track_rows += [TrackRow(tid, source_id, shot.shot_index, int(f), *map(float, b), float(s), bool(i))
-                       for f, b, s, i in zip(track.frames, track.boxes, track.scores, track.interpolated)]
-        kept, dropped = select_candidates(track, result.fps, cfg.select, source_id, tid, shot.shot_index,
-                                          cfg.faces.stride)
-        rejects += dropped
-        planned += [(tid, track, shot, cand) for cand in kept]
+    info = open_info(path)
+    buffer = FrameBuffer(cfg.clips.buffer_mb * 2**20)
+    rows, written = _Rows(), []
 
-    for done, (tid, track, shot, cand) in enumerate(planned, 1):
-        cid = make_clip_id(source_id, cand.start, cand.end, tid)
-        first = int(track.frames[0])
-        files = cut_clip(path, cand.start, track.boxes[cand.start - first:cand.end - first], out_root / cid,
-                         cfg.export, result.fps)
-        rel = lambda p: str(Path(p).relative_to(workdir))  # noqa: E731
-        clip_rows.append(ClipRecord(
-            clip_id=cid, source_id=source_id, scene=row["scene"], scenario=row["scenario"], track_id=tid,
-            shot_index=shot.shot_index, start_frame=cand.start, end_frame=cand.end, num_frames=cand.end - cand.start,
-            start_s=float(cand.start / result.fps), end_s=float(cand.end / result.fps), fps=float(result.fps),
-            box_x1=cand.box[0], box_y1=cand.box[1], box_x2=cand.box[2], box_y2=cand.box[3], face_px=cand.face_px,
-            det_score=cand.det_score, detected_fraction=cand.detected_fraction, blur=cand.blur,
-            scene_path=rel(files.scene_path), crop_path=rel(files.crop_path), frames_dir=rel(files.frames_dir),
-            scene_frames_dir=rel(files.scene_frames_dir), sha256=files.sha256))
-        progress(f"{source_id}: clips", done, len(planned))
-    wanted = {c.clip_id for c in clip_rows}
+    def export(shot: _Shot) -> None:
+        _export(path, workdir, row, info, cfg, buffer, shot, rows, written)
+        buffer.drop_before(shot.record.end_frame)
+
+    queued: deque[Future] = deque()
+    try:  # one exporter thread, shot by shot in order, while this thread decodes and detects the next shots
+        with ThreadPoolExecutor(1, thread_name_prefix=f"export {source_id}") as exporter:
+            try:
+                for shot in _shots(path, source_id, info, cfg, buffer, progress):
+                    while len(queued) >= _QUEUED_SHOTS or (queued and queued[0].done()):
+                        queued.popleft().result()
+                        progress(f"{source_id}: clips", len(rows.clips), None)
+                    queued.append(exporter.submit(export, shot))
+                while queued:
+                    queued.popleft().result()
+            finally:
+                for future in queued:
+                    future.cancel()
+        progress(f"{source_id}: clips", len(rows.clips), None)
+    except BaseException:
+        for folder in written:  # a failed source leaves no clip files of this run behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    wanted = {c.clip_id for c in rows.clips}
     for stale in (out_root.iterdir() if out_root.is_dir() else []):  # clips of earlier, other selections
         if stale.name not in wanted:
             shutil.rmtree(stale, ignore_errors=True)
 
-    for name, rows in (("shots", result.shots), ("tracks", track_rows), ("clips", clip_rows), ("rejects", rejects)):
-        write_manifest(parts, name, rows)
+    for name in PARTS:
+        write_manifest(parts, name, getattr(rows, name))
     tmp = marker.with_name(".DONE.tmp")
     tmp.write_text(stamp + "\n")
     os.replace(tmp, marker)
-    return SourceClipsResult(source_id, False, result.frames, len(result.shots), len(result.tracks), len(clip_rows),
-                             len(rejects), time.perf_counter() - started)
+    frames = rows.shots[-1].end_frame if rows.shots else 0
+    return SourceClipsResult(source_id, False, frames, len(rows.shots), len({t.track_id for t in rows.tracks}),
+                             len(rows.clips), len(rows.rejects), time.perf_counter() - started)
 
 
 def merge_parts(workdir: Path) -> dict[str, int]:

@@ -1,7 +1,9 @@
-"""One decode pass per source: PyAV threaded decoding in a reader thread behind a bounded queue.
+"""Decoding: one threaded PyAV pass per source, and frame-accurate ranges by seeking.
 
-The reader converts each frame once per consumer size (swscale, in the reader thread) and hands the
-consumers :class:`DecodedFrame` items; an exception in the reader is re-raised in the caller.
+:func:`read_frames` decodes in a reader thread behind a bounded queue and hands out every frame as an I420
+array (:mod:`pipeline.yuv`); an exception in the reader is re-raised in the caller. :func:`decode_range`
+seeks to frames ``[start, end)`` (numbered in presentation order from 0, as :func:`read_frames` numbers
+them) and returns exactly those frames.
 """
 
 from __future__ import annotations
@@ -19,17 +21,7 @@ import numpy as np
 from pipeline.media import VideoError
 
 _END = object()
-
-
-@dataclass(frozen=True)
-class FrameSize:
-    """A consumer's frame size: ``width`` x ``height`` in ``pix_fmt`` (e.g. ``bgr24``), every ``stride``-th
-    frame only (1 = every frame)."""
-
-    width: int
-    height: int
-    pix_fmt: str = "rgb24"
-    stride: int = 1
+_SEEK_MARGIN = 16  # frames before the wanted one to seek to (decoders reorder frames around keyframes)
 
 
 def fit_width(width: int, height: int, max_side: int, long_side: bool = False) -> tuple[int, int]:
@@ -41,32 +33,51 @@ def fit_width(width: int, height: int, max_side: int, long_side: bool = False) -
 
 @dataclass(frozen=True)
 class StreamInfo:
-    width: int
+    width: int  # of the decoded I420 frames (even)
     height: int
     fps: Fraction
     declared_frames: int  # from the container; 0 when unknown
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecodedFrame:
     index: int
-    images: dict[str, np.ndarray]  # consumer name -> image; absent where the consumer's stride skips
+    yuv: np.ndarray  # I420, (height * 3 // 2, width)
+
+
+def _stream(container: av.container.InputContainer, path: str | Path) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise VideoError(f"{path}: has no video stream; remove it from the sources")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _i420(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as I420 with even sides (other pixel formats and odd sides are converted)."""
+    width, height = frame.width & ~1, frame.height & ~1
+    if frame.format.name != "yuv420p" or (width, height) != (frame.width, frame.height):
+        frame = frame.reformat(width=width, height=height, format="yuv420p")
+    return frame.to_ndarray()
+
+
+def _corrupt(path: str | Path, exc: BaseException) -> VideoError:
+    return VideoError(f"{path}: decoding failed ({exc}); the file is corrupt: re-download or remove it")
 
 
 def open_info(path: str | Path) -> StreamInfo:
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError(f"{path}: has no video stream; remove it from the sources")
-            stream = container.streams.video[0]
+            stream = _stream(container, path)
             fps = Fraction(stream.average_rate or stream.guessed_rate or 25)
-            return StreamInfo(stream.codec_context.width, stream.codec_context.height, fps, int(stream.frames or 0))
+            ctx = stream.codec_context
+            return StreamInfo(ctx.width & ~1, ctx.height & ~1, fps, int(stream.frames or 0))
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(f"{path}: cannot be opened as a video ({exc}); re-download or remove it") from exc
 
 
-def read_frames(path: str | Path, sizes: dict[str, FrameSize], queue_size: int = 16) -> Iterator[DecodedFrame]:
-    """Decode ``path`` once, yielding each frame converted to every consumer size it is due for."""
+def read_frames(path: str | Path, queue_size: int = 16) -> Iterator[DecodedFrame]:
+    """Decode ``path`` once, in order."""
     items: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
 
@@ -82,12 +93,9 @@ def read_frames(path: str | Path, sizes: dict[str, FrameSize], queue_size: int =
     def reader() -> None:
         try:
             with av.open(str(path)) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
+                stream = _stream(container, path)
                 for index, frame in enumerate(container.decode(stream)):
-                    images = {name: frame.reformat(width=s.width, height=s.height, format=s.pix_fmt).to_ndarray()
-                              for name, s in sizes.items() if index % s.stride == 0}
-                    if not put(DecodedFrame(index, images)):
+                    if not put(DecodedFrame(index, _i420(frame))):
                         return
             put(_END)
         except BaseException as exc:  # handed to the consumer, which re-raises it
@@ -100,12 +108,42 @@ def read_frames(path: str | Path, sizes: dict[str, FrameSize], queue_size: int =
             item = items.get()
             if item is _END:
                 return
+            if isinstance(item, av.FFmpegError):
+                raise _corrupt(path, item) from item
             if isinstance(item, BaseException):
-                if isinstance(item, av.FFmpegError):
-                    raise VideoError(f"{path}: decoding failed ({item}); the file is corrupt: "
-                                     "re-download or remove it") from item
                 raise item
             yield item
     finally:
         stop.set()
         thread.join()
+
+
+def decode_range(path: str | Path, start: int, end: int) -> Iterator[np.ndarray]:
+    """Frames ``[start, end)`` of ``path`` as I420 arrays: seek near ``start``, decode forward, and number
+    frames by their place in the sorted presentation times of the stream's packets."""
+    try:
+        with av.open(str(path)) as container:
+            stream = _stream(container, path)
+            times = sorted(p.pts for p in container.demux(stream) if p.pts is not None and not p.is_discard)
+            if not 0 <= start < end <= len(times):
+                raise VideoError(f"{path}: frames [{start}, {end}) are outside its {len(times)} frames; the file "
+                                 "differs from the one the clips were cut from")
+            index_of = {pts: i for i, pts in enumerate(times)}
+            for seek_to in (times[max(0, start - _SEEK_MARGIN)], None):
+                container.seek(seek_to if seek_to is not None else times[0], stream=stream, backward=True)
+                got = start
+                for frame in container.decode(stream):
+                    index = index_of.get(frame.pts)
+                    if index is None or index < start:
+                        continue
+                    if index != got:  # landed after the start (or a frame is missing): retry from the top
+                        break
+                    yield _i420(frame)
+                    got += 1
+                    if got == end:
+                        return
+                if got > start or seek_to is None:
+                    raise VideoError(f"{path}: decoded frames {start}..{got - 1} of [{start}, {end}) only; the "
+                                     "file is damaged: re-download it")
+    except av.FFmpegError as exc:
+        raise _corrupt(path, exc) from exc

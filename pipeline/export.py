@@ -1,5 +1,7 @@
-"""Clip export with ffmpeg: frame-accurate range decode, face-crop and scene frames (JPEG), and re-encoded
-H.264 CFR clips (``+faststart``, zero start): the scene clip with the target face marked, the face-crop clip.
+"""Clip export, in process: face-crop frames (JPEG) and two re-encoded H.264 CFR clips (``+faststart``, zero
+start) per candidate, written from decoded I420 frames: the scene clip with the target face marked, for
+annotators, and the face-crop clip. Scene frames (JPEG, unmarked) are cut by :func:`cut_scene_frames` for
+the clips a release ships.
 
 The face-crop frames depend only on the source's decoded pixels, the per-frame boxes and the export
 settings, so a re-cut from metadata (:func:`recut_face_frames`) gives byte-identical JPEGs.
@@ -13,17 +15,19 @@ import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Sequence
 
 import cv2
-import ffmpeg
 import numpy as np
 
-from pipeline.media import VideoError, ffmpeg_exe, probe
+from pipeline import yuv
+from pipeline.decode import decode_range, open_info
+from pipeline.media import H264Writer, VideoError, probe
 from schemas.config import ExportConfig
 
 FACE_MP4, SCENE_MP4, FACE_DIR, SCENE_DIR = "face.mp4", "scene.mp4", "face", "scene"
 MARK_COLOUR = (0, 255, 0)  # BGR
+_MARK_YUV = yuv.bgr_to_yuv(MARK_COLOUR)
 
 
 def frame_name(position: int) -> str:
@@ -32,10 +36,7 @@ def frame_name(position: int) -> str:
 
 def frames_digest(folder: str | Path) -> str:
     """Digest of a clip's JPEG frames in playing order: sha256 over each frame file's sha256."""
-    h = hashlib.sha256()
-    for path in sorted(Path(folder).glob("*.jpg")):
-        h.update(hashlib.sha256(path.read_bytes()).hexdigest().encode())
-    return h.hexdigest()
+    return _digest(hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(Path(folder).glob("*.jpg")))
 
 
 def crop_square(box: Sequence[float], margin: float) -> tuple[int, int, int]:
@@ -46,76 +47,45 @@ def crop_square(box: Sequence[float], margin: float) -> tuple[int, int, int]:
 
 
 def face_crop(frame: np.ndarray, box: Sequence[float], margin: float, size: int) -> np.ndarray:
-    """The square crop around ``box`` (black outside the frame), resized to ``size`` x ``size``."""
-    h, w = frame.shape[:2]
+    """BGR square crop of the I420 ``frame`` around ``box`` (black outside the frame), resized to ``size``."""
+    w, h = yuv.size(frame)
     x, y, side = crop_square(box, margin)
-    patch = frame[max(0, y):min(h, y + side), max(0, x):min(w, x + side)]
-    pads = (max(0, -y), max(0, y + side - h), max(0, -x), max(0, x + side - w))
-    if patch.size == 0:  # the face lies wholly outside the frame
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + side), min(h, y + side)
+    if x1 <= x0 or y1 <= y0:  # the face lies wholly outside the frame
         return np.zeros((size, size, 3), np.uint8)
+    patch = yuv.region_bgr(frame, x0, y0, x1, y1)
+    pads = (y0 - y, y + side - y1, x0 - x, x + side - x1)
     if any(pads):
         patch = cv2.copyMakeBorder(patch, *pads, cv2.BORDER_CONSTANT, value=0)
     interp = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
     return cv2.resize(patch, (size, size), interpolation=interp)
 
 
-def _jpeg(path: Path, image: np.ndarray, quality: int) -> None:
+def _jpeg(path: Path, image: np.ndarray, quality: int) -> str:
+    """Write ``image`` as JPEG; return the file's sha256 (hex)."""
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise VideoError(f"{path}: JPEG encoding failed")
-    path.write_bytes(data.tobytes())
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
-def decode_range(source: str | Path, start: int, count: int, fps: Fraction, width: int,
-                 height: int) -> Iterator[np.ndarray]:
-    """Frames ``[start, start + count)`` of ``source`` as BGR arrays, via an ffmpeg pipe (accurate seek)."""
-    seek = max(0.0, float((start - Fraction(1, 2)) / fps)) if start else 0.0
-    proc = (ffmpeg.input(str(source), ss=seek)
-            .output("pipe:", format="rawvideo", pix_fmt="bgr24", vframes=count, fps_mode="passthrough")
-            .global_args("-nostdin", "-loglevel", "error")
-            .run_async(cmd=ffmpeg_exe(), pipe_stdout=True, pipe_stderr=True))
-    size = width * height * 3
-    got = 0
-    try:
-        while got < count:
-            data = proc.stdout.read(size)
-            if len(data) < size:
-                break
-            got += 1
-            yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace").strip()
-        proc.wait()
-    if got < count:
-        raise VideoError(f"{source}: ffmpeg returned {got} of {count} frames from frame {start} "
-                         f"({err or 'no message'})")
+def _digest(frame_hashes: Iterable[str]) -> str:
+    """:func:`frames_digest` from the frames' own sha256 values, in playing order."""
+    h = hashlib.sha256()
+    for value in frame_hashes:
+        h.update(value.encode())
+    return h.hexdigest()
 
 
-class _Encoder:
-    """An ffmpeg process encoding BGR frames from a pipe to constant-frame-rate H.264 MP4."""
+def scene_size(width: int, height: int, max_height: int) -> tuple[int, int]:
+    scale = min(1.0, max_height / height)
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
-    def __init__(self, path: Path, width: int, height: int, fps: Fraction, cfg: ExportConfig):
-        self.path = path
-        self.proc = (ffmpeg.input("pipe:", format="rawvideo", pix_fmt="bgr24", s=f"{width}x{height}",
-                                  framerate=f"{fps.numerator}/{fps.denominator}")
-                     .output(str(path), vcodec="libx264", pix_fmt="yuv420p", crf=cfg.crf, preset=cfg.preset,
-                             movflags="+faststart", r=f"{fps.numerator}/{fps.denominator}", f="mp4")
-                     .global_args("-nostdin", "-loglevel", "error", "-y")
-                     .run_async(cmd=ffmpeg_exe(), pipe_stdin=True, pipe_stderr=True))
 
-    def write(self, frame: np.ndarray) -> None:
-        self.proc.stdin.write(np.ascontiguousarray(frame).tobytes())
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        err = self.proc.stderr.read().decode(errors="replace").strip()
-        if self.proc.wait() != 0:
-            raise VideoError(f"{self.path}: ffmpeg encoding failed: {err}")
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+def scene_frame(frame: np.ndarray, cfg: ExportConfig) -> np.ndarray:
+    """The I420 frame shrunk to the scene clips' size (the same array when no smaller)."""
+    return yuv.resize(frame, *scene_size(*yuv.size(frame), cfg.scene_max_height))
 
 
 def verify_clip(path: Path, num_frames: int, fps: Fraction) -> None:
@@ -124,11 +94,6 @@ def verify_clip(path: Path, num_frames: int, fps: Fraction) -> None:
     if info.num_frames != num_frames or abs(info.duration_s - num_frames / fps) > 1.5 / float(fps):
         raise VideoError(f"{path}: written clip has {info.num_frames} frames / {info.duration_s:.3f} s, expected "
                          f"{num_frames} / {float(num_frames / fps):.3f} s; delete it and re-run `ferv clips`")
-
-
-def scene_size(width: int, height: int, max_height: int) -> tuple[int, int]:
-    scale = min(1.0, max_height / height)
-    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
 @dataclass(frozen=True)
@@ -146,50 +111,90 @@ def _files(folder: Path, digest: str, n: int) -> ClipFiles:
     return ClipFiles(folder, folder / SCENE_MP4, folder / FACE_MP4, folder / FACE_DIR, folder / SCENE_DIR, digest, n)
 
 
+def existing_clip(folder: str | Path, num_frames: int) -> ClipFiles | None:
+    """The files of a clip already written to ``folder`` (only its frame digest recomputed), else None."""
+    folder = Path(folder)
+    return _files(folder, frames_digest(folder / FACE_DIR), num_frames) if folder.is_dir() else None
+
+
+class ClipWriter:
+    """Writes one clip from its frames handed in order to :meth:`add`: ``face/*.jpg``, ``face.mp4`` (crop_size
+    square) and ``scene.mp4`` (face marked). The files go to a hidden folder beside ``folder``;
+    :meth:`finish` verifies both clips by probing and renames it, so a clip appears whole or not at all."""
+
+    def __init__(self, folder: str | Path, boxes: np.ndarray, width: int, height: int, fps: Fraction,
+                 cfg: ExportConfig):
+        self.folder, self.boxes, self.fps, self.cfg = Path(folder), boxes, Fraction(fps), cfg
+        self.tmp = self.folder.with_name(f".{self.folder.name}.tmp")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        (self.tmp / FACE_DIR).mkdir(parents=True)
+        sw, sh = scene_size(width, height, cfg.scene_max_height)
+        self.k, self.thickness = sh / height, max(2, sh // 180)
+        self.written, self.hashes = 0, []
+        self.encoders: list[H264Writer] = []
+        try:
+            self.encoders += [H264Writer(self.tmp / FACE_MP4, cfg.crop_size, cfg.crop_size, fps, cfg.crf, cfg.preset,
+                                         threads=1),
+                              H264Writer(self.tmp / SCENE_MP4, sw, sh, fps, cfg.crf, cfg.preset)]
+        except BaseException:
+            self.abort()
+            raise
+
+    def add(self, frame: np.ndarray, scene: np.ndarray | None = None) -> None:
+        """The next I420 frame, with its :func:`scene_frame` where the caller already has it."""
+        box = self.boxes[self.written]
+        crop = face_crop(frame, box, self.cfg.crop_margin, self.cfg.crop_size)
+        self.hashes.append(_jpeg(self.tmp / FACE_DIR / frame_name(self.written), crop, self.cfg.jpeg_quality))
+        self.encoders[0].write(crop, "bgr24")
+        marked = (scene_frame(frame, self.cfg) if scene is None else scene).copy()
+        yuv.draw_box(marked, tuple(int(round(v * self.k)) for v in box[:4]), _MARK_YUV, self.thickness)
+        self.encoders[1].write(marked, "yuv420p")
+        self.written += 1
+
+    def finish(self) -> ClipFiles:
+        n = len(self.boxes)
+        if self.written != n:
+            self.abort()
+            raise VideoError(f"{self.folder}: got {self.written} of the clip's {n} frames")
+        try:
+            for enc in self.encoders:
+                enc.close()
+                verify_clip(enc.path, n, self.fps)
+        except BaseException:
+            self.abort()
+            raise
+        os.replace(self.tmp, self.folder)
+        return _files(self.folder, _digest(self.hashes), n)
+
+    def abort(self) -> None:
+        for enc in self.encoders:
+            enc.abort()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def cut_clip(source: str | Path, start_frame: int, boxes: np.ndarray, folder: str | Path, cfg: ExportConfig,
              fps: Fraction | None = None) -> ClipFiles:
-    """Cut frames ``[start_frame, start_frame + len(boxes))`` of ``source`` into ``folder``: ``scene.mp4`` (face
-    marked), ``face.mp4`` (crop_size square), ``face/*.jpg`` and ``scene/*.jpg``; every clip verified by probing.
-
-    ``boxes`` are the smoothed per-frame face boxes (source pixels). The folder appears whole or not at all
-    (written beside it, then renamed); an existing folder is kept and only its frame digest recomputed."""
-    folder = Path(folder)
-    n = len(boxes)
-    if folder.is_dir():
-        return _files(folder, frames_digest(folder / FACE_DIR), n)
-    info = probe(source)
-    fps = Fraction(fps or info.fps)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / FACE_DIR).mkdir(parents=True)
-    (tmp / SCENE_DIR).mkdir()
-    sw, sh = scene_size(info.width, info.height, cfg.scene_max_height)
-    k = sh / info.height
-    encoders = [_Encoder(tmp / FACE_MP4, cfg.crop_size, cfg.crop_size, fps, cfg),
-                _Encoder(tmp / SCENE_MP4, sw, sh, fps, cfg)]
+    """Cut frames ``[start_frame, start_frame + len(boxes))`` of ``source`` into ``folder`` (see
+    :class:`ClipWriter`), decoding just that range; an existing folder is kept."""
+    if (done := existing_clip(folder, len(boxes))) is not None:
+        return done
+    info = open_info(source)
+    writer = ClipWriter(folder, boxes, info.width, info.height, Fraction(fps or info.fps), cfg)
     try:
-        frames = decode_range(source, start_frame, n, fps, info.width, info.height)
-        for i, (frame, box) in enumerate(zip(frames, boxes)):
-            crop = face_crop(frame, box, cfg.crop_margin, cfg.crop_size)
-            _jpeg(tmp / FACE_DIR / frame_name(i), crop, cfg.jpeg_quality)
-            encoders[0].write(crop)
-            scene = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA)
-            _jpeg(tmp / SCENE_DIR / frame_name(i), scene, cfg.jpeg_quality)
-            x1, y1, x2, y2 = (int(round(v * k)) for v in box[:4])
-            cv2.rectangle(scene, (x1, y1), (x2, y2), MARK_COLOUR, max(2, sh // 180))
-            encoders[1].write(scene)
-        for enc in encoders:
-            enc.close()
+        for frame in decode_range(source, start_frame, start_frame + len(boxes)):
+            writer.add(frame)
     except BaseException:
-        for enc in encoders:
-            enc.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        writer.abort()
         raise
-    for path in (tmp / FACE_MP4, tmp / SCENE_MP4):
-        verify_clip(path, n, fps)
-    digest = frames_digest(tmp / FACE_DIR)
-    os.replace(tmp, folder)
-    return _files(folder, digest, n)
+    return writer.finish()
+
+
+def _boxes_by_frame(boxes: Iterable, start_frame: int, end_frame: int) -> dict[int, Sequence[float]]:
+    by_frame = {int(row[0]): row[1:5] for row in boxes}
+    missing = [f for f in range(start_frame, end_frame) if f not in by_frame]
+    if missing:
+        raise ValueError(f"no track box for frames {missing[:5]} of clip [{start_frame}, {end_frame})")
+    return by_frame
 
 
 def recut_face_frames(source: str | Path, start_frame: int, end_frame: int, boxes: list, frames_dir: str | Path,
@@ -198,14 +203,24 @@ def recut_face_frames(source: str | Path, start_frame: int, end_frame: int, boxe
     ``[[frame, x1, y1, x2, y2, interpolated], ...]`` (tracks.parquet rows); return their digest."""
     frames_dir = Path(frames_dir)
     frames_dir.mkdir(parents=True, exist_ok=True)
-    by_frame = {int(row[0]): row[1:5] for row in boxes}
-    missing = [f for f in range(start_frame, end_frame) if f not in by_frame]
-    if missing:
-        raise ValueError(f"no track box for frames {missing[:5]} of clip [{start_frame}, {end_frame})")
-    info = probe(source)
-    frames = decode_range(source, start_frame, end_frame - start_frame, Fraction(info.fps), info.width, info.height)
-    for i, frame in enumerate(frames):
-        _jpeg(frames_dir / frame_name(i), face_crop(frame, by_frame[start_frame + i], cfg.crop_margin, cfg.crop_size),
-              cfg.jpeg_quality)
-    return frames_digest(frames_dir)
+    by_frame = _boxes_by_frame(boxes, start_frame, end_frame)
+    return _digest(_jpeg(frames_dir / frame_name(i), face_crop(frame, by_frame[start_frame + i], cfg.crop_margin,
+                                                               cfg.crop_size), cfg.jpeg_quality)
+                   for i, frame in enumerate(decode_range(source, start_frame, end_frame)))
 
+
+def cut_scene_frames(source: str | Path, start_frame: int, end_frame: int, frames_dir: str | Path,
+                     cfg: ExportConfig) -> None:
+    """Write the unmarked scene frames (JPEG, scene clip size) of ``[start_frame, end_frame)`` into
+    ``frames_dir``, which appears whole or not at all."""
+    frames_dir = Path(frames_dir)
+    tmp = frames_dir.with_name(f".{frames_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for i, frame in enumerate(decode_range(source, start_frame, end_frame)):
+            _jpeg(tmp / frame_name(i), yuv.to_bgr(scene_frame(frame, cfg)), cfg.jpeg_quality)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.replace(tmp, frames_dir)

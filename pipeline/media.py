@@ -69,30 +69,57 @@ def probe(path: str | Path, count_frames: bool = False) -> VideoInfo:
         raise VideoError(f"{path}: cannot be read as a video ({exc}); re-download or remove it") from exc
 
 
+class H264Writer:
+    """An in-process libx264 encoder writing a constant-frame-rate MP4 (yuv420p, ``+faststart``, zero start):
+    frame ``i`` of :meth:`write` gets presentation time ``i / fps``."""
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: Fraction, crf: int = 20,
+                 preset: str = "veryfast", threads: int = 0):
+        self.path, self.count = Path(path), 0
+        self.container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+        self.stream = self.container.add_stream("libx264", rate=Fraction(fps))
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        self.stream.options = {"crf": str(crf), "preset": preset}
+        self.stream.codec_context.thread_count = threads
+
+    def write(self, image: np.ndarray, pix_fmt: str) -> None:
+        """Encode one frame given as ``pix_fmt`` (``yuv420p``: an I420 array; ``rgb24`` / ``bgr24``: h x w x 3)."""
+        frame = av.VideoFrame.from_ndarray(image, format=pix_fmt)
+        frame.pts = self.count
+        self.count += 1
+        self.container.mux(self.stream.encode(frame))
+
+    def close(self) -> None:
+        self.container.mux(self.stream.encode())
+        self.container.close()
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        except av.FFmpegError:
+            pass
+
+
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int | Fraction = 25, crf: int = 20,
                 preset: str = "veryfast") -> int:
     """Encode RGB frames as constant-frame-rate H.264 MP4 (yuv420p, faststart); return the frame count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
-    count = 0
-    with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-        stream = None
+    writer = None
+    try:
         for frame in frames:
-            if stream is None:
+            if writer is None:
                 h, w = frame.shape[:2]
-                stream = out.add_stream("libx264", rate=Fraction(fps))
-                stream.width, stream.height = w - w % 2, h - h % 2
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(crf), "preset": preset}
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: stream.height, : stream.width]),
-                                            format="rgb24")
-            out.mux(stream.encode(vf))
-            count += 1
-        if stream is not None:
-            out.mux(stream.encode())
-    if count == 0:
+                writer = H264Writer(tmp, w - w % 2, h - h % 2, Fraction(fps), crf, preset)
+            writer.write(np.ascontiguousarray(frame[: writer.stream.height, : writer.stream.width]), "rgb24")
+    except BaseException:
+        if writer is not None:
+            writer.abort()
         tmp.unlink(missing_ok=True)
+        raise
+    if writer is None:
         raise ValueError(f"{path}: no frames to write")
+    writer.close()
     os.replace(tmp, path)
-    return count
+    return writer.count

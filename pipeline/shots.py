@@ -13,7 +13,8 @@ from schemas.records import ShotRecord
 
 
 class ShotScorer:
-    """Feed BGR frames in order with :meth:`add`; :meth:`cuts` returns the first frame of every new shot."""
+    """Feed BGR frames in order with :meth:`add`, which returns the cuts (first frames of new shots) the
+    detector settles on as frames arrive; :meth:`finish` returns the cuts left at the end."""
 
     def __init__(self, cfg: ShotsConfig, fps: Fraction):
         self.fps = Fraction(fps)
@@ -22,23 +23,26 @@ class ShotScorer:
             self.detector = AdaptiveDetector(adaptive_threshold=cfg.adaptive_threshold, min_scene_len=min_len)
         else:
             self.detector = ContentDetector(threshold=cfg.content_threshold, min_scene_len=min_len)
-        self._cuts: list[int] = []
         self._last = -1
+        self._latest = 0  # the last cut handed out: later ones only, in order
 
-    def add(self, index: int, frame_bgr: np.ndarray) -> None:
+    def add(self, index: int, frame_bgr: np.ndarray) -> list[int]:
         if index != self._last + 1:
             raise ValueError(f"shot scoring needs every frame in order; got frame {index} after {self._last}")
         self._last = index
-        self._cuts += [t.frame_num for t in self.detector.process_frame(FrameTimecode(index, fps=self.fps), frame_bgr)]
+        return self._new(self.detector.process_frame(FrameTimecode(index, fps=self.fps), frame_bgr))
 
-    def cuts(self) -> list[int]:
-        if self._last >= 0:
-            self._cuts += [t.frame_num for t in self.detector.post_process(FrameTimecode(self._last, fps=self.fps))]
-        return sorted({c for c in self._cuts if 0 < c <= self._last})
+    def finish(self) -> list[int]:
+        if self._last < 0:
+            return []
+        return self._new(self.detector.post_process(FrameTimecode(self._last, fps=self.fps)))
+
+    def _new(self, cuts: list[FrameTimecode]) -> list[int]:
+        fresh = sorted({c.frame_num for c in cuts if self._latest < c.frame_num <= self._last})
+        self._latest = fresh[-1] if fresh else self._latest
+        return fresh
 
 
-def shots_from_cuts(source_id: str, cuts: list[int], num_frames: int, fps: Fraction) -> list[ShotRecord]:
-    """Shots between consecutive cuts (end frame exclusive), with times in seconds."""
-    bounds = [0, *[c for c in cuts if 0 < c < num_frames], num_frames]
-    return [ShotRecord(source_id, i, a, b, float(a / fps), float(b / fps))
-            for i, (a, b) in enumerate(zip(bounds, bounds[1:])) if b > a]
+def shot_record(source_id: str, shot_index: int, start: int, end: int, fps: Fraction) -> ShotRecord:
+    """Shot ``[start, end)`` (end frame exclusive), with times in seconds."""
+    return ShotRecord(source_id, shot_index, start, end, float(start / fps), float(end / fps))

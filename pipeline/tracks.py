@@ -31,12 +31,12 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
 
 
-def _link(detections: dict[int, np.ndarray], cfg: TracksConfig) -> list[list[tuple[int, np.ndarray]]]:
+def _link(detections: dict[int, np.ndarray], cfg: TracksConfig, stride: int) -> list[list[tuple[int, np.ndarray]]]:
     """Greedy matching, highest IoU first, of each frame's detections to the live tracks' last boxes."""
     live: list[list[tuple[int, np.ndarray]]] = []
     done: list[list[tuple[int, np.ndarray]]] = []
     for frame in sorted(detections):
-        for t in [t for t in live if frame - t[-1][0] > cfg.max_gap_frames + 1]:
+        for t in [t for t in live if frame - t[-1][0] > cfg.max_gap_frames + stride]:
             live.remove(t)
             done.append(t)
         dets = detections[frame]
@@ -89,6 +89,6 @@ def build_tracks(detections: dict[int, np.ndarray], shot: tuple[int, int], cfg: 
     boxes, inside the shot). Tracks shorter than ``cfg.min_track_frames`` are dropped. Order: by first frame,
     then left edge."""
     inside = {f: d for f, d in detections.items() if shot[0] <= f < shot[1]}
-    tracks = [_fill(points, shot, stride - 1, cfg.smoothing_window) for points in _link(inside, cfg)]
+    tracks = [_fill(points, shot, stride - 1, cfg.smoothing_window) for points in _link(inside, cfg, stride)]
     tracks = [t for t in tracks if len(t.frames) >= cfg.min_track_frames]
     return sorted(tracks, key=lambda t: (int(t.frames[0]), float(t.boxes[0, 0])))

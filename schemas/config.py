@@ -58,25 +58,34 @@ class FacesConfig(_Model):
     backend: Literal["centerface", "scrfd"] = "centerface"
     models_dir: str | None = None  # default: $FERV_MODELS_DIR, else ~/.cache/ferv/models
     scrfd_model: str = "buffalo_l"  # an insightface pack name in models_dir, or a path to det_*.onnx
-    det_sizes: list[int] = [640, 128]  # detection input sizes (long side); the small one catches close-ups
+    # detection input sizes (long side); unset: [640, 128] for scrfd (the small one catches close-ups that
+    # fill the frame), [320] for centerface (one pass finds close-ups and faces down to select.min_face_px)
+    det_sizes: list[int] | None = None
     score_threshold: float = Field(0.5, ge=0, le=1)
     nms_threshold: float = Field(0.4, ge=0, le=1)
-    stride: int = Field(2, ge=1)  # detect every Nth frame in a shot; tracking fills the rest
+    stride: int = Field(8, ge=1)  # detect every Nth frame; tracks interpolate the frames between
     batch_size: int = Field(8, ge=1)  # frames per inference call where the backend batches (GPU)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0)  # onnxruntime intra-op threads per detector; 0 = its default (all cores)
 
     @field_validator("det_sizes")
     @classmethod
-    def _det_sizes(cls, sizes: list[int]) -> list[int]:
-        if not sizes or any(s < 32 for s in sizes):
+    def _det_sizes(cls, sizes: list[int] | None) -> list[int] | None:
+        if sizes is not None and (not sizes or any(s < 32 for s in sizes)):
             raise ValueError("faces.det_sizes needs at least one size, each >= 32 pixels")
         return sizes
+
+    @model_validator(mode="after")
+    def _default_sizes(self) -> "FacesConfig":
+        if self.det_sizes is None:
+            self.det_sizes = [640, 128] if self.backend == "scrfd" else [320]
+        return self
 
 
 class TracksConfig(_Model):
     iou_threshold: float = Field(0.3, ge=0, le=1)
-    max_gap_frames: int = Field(6, ge=0)  # detections missing for longer end the track
+    max_gap_frames: int = Field(6, ge=0)  # a track ends when no detection extends it for longer than this
+    # plus faces.stride frames
     min_track_frames: int = Field(8, ge=1)
     smoothing_window: int = Field(5, ge=1)
 
@@ -101,13 +110,15 @@ class ExportConfig(_Model):
     crop_size: int = Field(224, ge=32)
     crop_margin: float = Field(0.4, ge=0)  # extra border around the face box, as a share of its side
     crf: int = Field(20, ge=0, le=51)
-    preset: str = "veryfast"
-    scene_max_height: int = Field(480, ge=120)
+    preset: str = "ultrafast"  # x264 preset: encoding is most of the clips stage's time; crf keeps the quality
+    scene_max_height: int = Field(360, ge=120)  # scene clips (for annotators) are shrunk to this height
     jpeg_quality: int = Field(95, ge=1, le=100)
 
 
 class ClipsConfig(_Model):
     workers: int = Field(0, ge=0)  # worker processes over sources; 0 = one per core, 1 = in-process
+    # decoded frames kept per worker for export (full size); shots longer than this are re-decoded by seeking
+    buffer_mb: int = Field(512, ge=16)
 
 
 class LabelStudioConfig(_Model):

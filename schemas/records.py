@@ -89,7 +89,7 @@ class ClipRecord:
     scene_path: str  # scene clip with the face marked (relative to the work directory)
     crop_path: str  # 224x224 face-crop clip
     frames_dir: str  # 224x224 face-crop JPEG frames
-    scene_frames_dir: str  # scene JPEG frames
+    scene_frames_dir: str  # scene JPEG frames (cut by the release, for the clips it ships)
     sha256: str  # of the face-crop frames, in order (for rebuild verification)
 
 

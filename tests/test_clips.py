@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,14 +17,16 @@ import yaml
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipeline.decode import FrameSize, fit_width, open_info, read_frames
-from pipeline.export import decode_range, frames_digest, recut_face_frames
+from pipeline import yuv
+from pipeline.clips import process_source
+from pipeline.decode import decode_range, fit_width, open_info, read_frames
+from pipeline.export import cut_scene_frames, frames_digest, recut_face_frames
 from pipeline.media import VideoError, probe
 from pipeline.samples import demo_sources
 from pipeline.select import select_candidates
 from pipeline.shots import ShotScorer
 from pipeline.tracks import Track, build_tracks
-from schemas.config import SelectConfig, ShotsConfig, TracksConfig, load_config
+from schemas.config import ClipsConfig, SelectConfig, ShotsConfig, TracksConfig, load_config
 from schemas.manifests import read_manifest
 from tests.clips_support import iou, make_workdir
 
@@ -70,10 +73,11 @@ def test_every_true_cut_is_found(run, standard_video):
 def test_shot_detectors_on_shared_frames(standard_video, detector):
     info = open_info(standard_video.path)
     scorer = ShotScorer(ShotsConfig(detector=detector), info.fps)
-    size = FrameSize(*fit_width(info.width, info.height, 256), "bgr24")
-    for frame in read_frames(standard_video.path, {"shots": size}):
-        scorer.add(frame.index, frame.images["shots"])
-    cuts = scorer.cuts()
+    size = fit_width(info.width, info.height, 256)
+    cuts = [c for frame in read_frames(standard_video.path) for c in scorer.add(frame.index, yuv.to_bgr(
+        yuv.resize(frame.yuv, *size)))]
+    cuts += scorer.finish()
+    assert cuts == sorted(set(cuts))  # handed out once each, in order
     assert all(min(abs(c - t) for c in cuts) <= 2 for t in standard_video.cuts), cuts
     assert len(cuts) <= len(standard_video.cuts) + 1
 
@@ -126,7 +130,7 @@ def test_clip_files_are_cfr_h264_with_expected_frames(run):
             head = path.read_bytes()[:4096]
             assert b"moov" in head  # +faststart: the index comes first
         frames = sorted((run.workdir / row.frames_dir).glob("*.jpg"))
-        assert len(frames) == row.num_frames == len(list((run.workdir / row.scene_frames_dir).glob("*.jpg")))
+        assert len(frames) == row.num_frames and not (run.workdir / row.scene_frames_dir).exists()  # release cuts
         assert frames_digest(run.workdir / row.frames_dir) == row.sha256
         assert row.clip_id.startswith("clip-") and row.start_s == pytest.approx(row.start_frame / 25)
 
@@ -167,14 +171,12 @@ def test_second_run_does_no_work_and_keeps_ids(run):
     assert result.exit_code == 0, result.output
     assert sorted(read_manifest(run.workdir, "clips")["clip_id"]) == before_ids
     assert {p: p.stat().st_mtime_ns for p in files} == stamps and marker.stat().st_mtime_ns == marker_stamp
-    from pipeline.clips import process_source
-
     assert process_source(run.workdir, run.ids["standard.mp4"], load_config(run.config)).skipped
 
 
 def test_decode_errors_are_raised_in_the_caller(broken_videos):
     with pytest.raises(VideoError, match="corrupt.mp4"):
-        list(read_frames(broken_videos["corrupt"], {"x": FrameSize(64, 36)}))
+        list(read_frames(broken_videos["corrupt"]))
 
 
 def _track(n: int, side: float = 80.0, start: int = 0) -> Track:
@@ -219,9 +221,40 @@ def test_demo_sources_are_scene_folders(tmp_path):
 
 def test_range_decode_is_frame_accurate(standard_video):
     path, start = standard_video.path, standard_video.shot("astro_pan").start + 37
-    info = open_info(path)
-    full = FrameSize(info.width, info.height, "bgr24")
-    wanted = {f.index: f.images["full"].astype(int) for f in read_frames(path, {"full": full})
-              if start - 1 <= f.index <= start}
-    got = next(decode_range(path, start, 1, info.fps, info.width, info.height)).astype(int)
-    assert np.abs(got - wanted[start]).mean() < 1.0 < np.abs(got - wanted[start - 1]).mean()
+    wanted = {f.index: f.yuv for f in read_frames(path) if start - 1 <= f.index <= start + 1}
+    got = list(decode_range(path, start, start + 2))
+    assert len(got) == 2 and np.array_equal(got[0], wanted[start]) and np.array_equal(got[1], wanted[start + 1])
+    assert not np.array_equal(got[0], wanted[start - 1])
+    with pytest.raises(VideoError, match="outside its"):
+        list(decode_range(path, standard_video.num_frames - 1, standard_video.num_frames + 1))
+
+
+def test_scene_frames_are_cut_unmarked_at_scene_size(run, tmp_path):
+    clip = _good(run, "clips").iloc[0]
+    sources = read_manifest(run.workdir, "sources").set_index("source_id")
+    cut_scene_frames(run.workdir / sources.loc[clip["source_id"], "path"], int(clip["start_frame"]),
+                     int(clip["end_frame"]), tmp_path / "scene", load_config(run.config).export)
+    frames = sorted((tmp_path / "scene").glob("*.jpg"))
+    assert len(frames) == clip["num_frames"]
+    unmarked = cv2.imread(str(frames[0])).astype(int)
+    info = probe(run.workdir / clip["scene_path"])
+    assert unmarked.shape[:2] == (info.height, info.width) == (360, 640)  # a 640x360 source is not shrunk
+    with av.open(str(run.workdir / clip["scene_path"])) as container:
+        marked = next(container.decode(video=0)).to_ndarray(format="bgr24").astype(int)
+    tracks = read_manifest(run.workdir, "tracks").set_index(["track_id", "frame"])
+    x1, y1, x2, y2 = (int(round(v)) for v in tracks.loc[(clip["track_id"], clip["start_frame"]), ["x1", "y1", "x2", "y2"]])
+    diff = np.abs(marked - unmarked).sum(axis=2)
+    edge = diff[y1 + 4:y2 - 4, max(0, x1 - 1):x1 + 1].mean()
+    inside = diff[(y1 + y2) // 2 - 8:(y1 + y2) // 2 + 8, (x1 + x2) // 2 - 8:(x1 + x2) // 2 + 8].mean()
+    assert edge > 60 and inside < 20, (edge, inside)  # the scene clip marks the face; the scene frames do not
+
+
+def test_a_long_shot_beyond_the_frame_buffer_gives_the_same_clips(run, standard_video, tmp_path):
+    """With a buffer of a few dozen frames most clips are cut by seeking: same ids, same face-crop bytes."""
+    work = tmp_path / "small-buffer"
+    ids = make_workdir(work, [(standard_video.path, "Talkshow")])
+    cfg = load_config(run.config).model_copy(update={"clips": ClipsConfig(workers=1, buffer_mb=16)})
+    result = process_source(work, ids["standard.mp4"], cfg)
+    assert not result.skipped and result.clips == len(_good(run, "clips"))
+    small = read_manifest(work / "parts" / ids["standard.mp4"], "clips").set_index("clip_id")
+    assert small["sha256"].to_dict() == _good(run, "clips").set_index("clip_id")["sha256"].to_dict()

@@ -52,6 +52,8 @@ def session_options(cfg: FacesConfig) -> ort.SessionOptions:
     """Session options: ``cfg.threads`` intra-op threads (0 = onnxruntime's default)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = cfg.threads
+    # no busy-waiting between runs: the decode and export threads of the clips stage need those cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # the CenterFace graph warns about unused initializers
     return options
 

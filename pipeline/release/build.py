@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.export import cut_scene_frames
+from pipeline.media import VideoError
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.release import layout
 from pipeline.release.datasheet import datasheet
@@ -54,8 +56,14 @@ def _labelled_clips(workdir: Path, cfg: BuildConfig) -> pd.DataFrame:
     return frame[keep].reset_index(drop=True)
 
 
-def _missing(row, workdir: Path, sources: pd.DataFrame, cfg: BuildConfig) -> str | None:
-    """Why a clip cannot be released, or None."""
+def _source_path(workdir: Path, sources: pd.DataFrame, source_id: str) -> Path:
+    path = Path(sources.loc[source_id, "path"])
+    return path if path.is_absolute() else workdir / path
+
+
+def _prepare(row, workdir: Path, sources: pd.DataFrame, cfg: BuildConfig) -> str | None:
+    """Cut the clip's scene frames from its source if the release ships them and they are not cut yet (the
+    clips stage leaves them to the clips a release ships); return why the clip cannot be released, or None."""
     if row.scene not in TAXONOMY.scene_names:
         return f"scene {row.scene!r} is not a taxonomy scene"
     if row.source_id not in sources.index:
@@ -63,7 +71,12 @@ def _missing(row, workdir: Path, sources: pd.DataFrame, cfg: BuildConfig) -> str
     if not _frames(workdir / row.frames_dir):
         return f"face-crop frames {workdir / row.frames_dir} are missing"
     if cfg.release.scene_frames and not _frames(workdir / row.scene_frames_dir):
-        return f"scene frames {workdir / row.scene_frames_dir} are missing"
+        source = _source_path(workdir, sources, row.source_id)
+        try:
+            cut_scene_frames(source, int(row.start_frame), int(row.end_frame), workdir / row.scene_frames_dir,
+                             cfg.export)
+        except (VideoError, OSError) as exc:
+            return f"scene frames cannot be cut from {source}: {exc}"
     if cfg.release.clips:
         for path in (row.crop_path, row.scene_path):
             if not (workdir / path).is_file():
@@ -71,10 +84,14 @@ def _missing(row, workdir: Path, sources: pd.DataFrame, cfg: BuildConfig) -> str
     return None
 
 
-def _usable(frame: pd.DataFrame, workdir: Path, sources: pd.DataFrame, cfg: BuildConfig) -> pd.DataFrame:
+def _usable(frame: pd.DataFrame, workdir: Path, sources: pd.DataFrame, cfg: BuildConfig,
+            progress: ProgressFn) -> pd.DataFrame:
     """Drop clips with missing inputs, recording each in ``failures.parquet``; forget earlier release
     failures of clips that are fine now."""
-    reasons = [_missing(row, workdir, sources, cfg) for row in frame.itertuples(index=False)]
+    reasons = []
+    for done, row in enumerate(frame.itertuples(index=False), 1):
+        reasons.append(_prepare(row, workdir, sources, cfg))
+        progress("release: clips", done, len(frame))
     failed = [FailureRecord(stage=STAGE, input_id=clip_id, error_kind="MissingInput",
                             message=f"{clip_id}: {reason}; re-run `ferv clips {workdir}` (or relabel) and build "
                                     "the release again")
@@ -179,7 +196,7 @@ def build_release(workdir: Path, out: Path, cfg: BuildConfig, progress: Progress
     labelled = _labelled_clips(workdir, cfg)
     if labelled.empty:
         raise ReleaseError(f"{workdir}: no clip has an accepted label yet; run `ferv aggregate {workdir}` first")
-    frame = _number(_usable(labelled, workdir, sources, cfg))
+    frame = _number(_usable(labelled, workdir, sources, cfg, progress))
     if frame.empty:
         raise ReleaseError(f"{workdir}: every labelled clip lacks files; see failures.parquet (stage {STAGE})")
     frame["split"] = assign_split(frame, cfg.release.test_fraction, cfg.release.seed)
