@@ -44,7 +44,6 @@ SORT_KEYS = {"shots": ["source_id", "shot_index"], "tracks": ["track_id", "frame
              "clips": ["source_id", "start_frame", "track_id"],
              "rejects": ["source_id", "start_frame", "track_id", "end_frame"]}
 MIN_DECODED_SHARE = 0.98  # fewer decoded frames than this share of the declared count = truncated file
-_QUEUED_SHOTS = 2  # closed shots waiting for the exporter before the decode pass waits for it
 _RUNTIME_ONLY = {"models_dir", "device", "threads", "batch_size"}  # face settings that do not change results
 
 
@@ -210,6 +209,10 @@ class _Rows:
     clips: list[ClipRecord] = field(default_factory=list)
     rejects: list[RejectRecord] = field(default_factory=list)
 
+    def extend(self, other: "_Rows") -> None:
+        for name in PARTS:
+            getattr(self, name).extend(getattr(other, name))
+
 
 def _export(path: Path, workdir: Path, row: pd.Series, info: StreamInfo, cfg: BuildConfig, buffer: FrameBuffer,
             shot: _Shot, rows: _Rows, written: list[Path]) -> None:
@@ -290,25 +293,31 @@ def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
     buffer = FrameBuffer(cfg.clips.buffer_mb * 2**20)
     rows, written = _Rows(), []
 
-    def export(shot: _Shot) -> None:
-        _export(path, workdir, row, info, cfg, buffer, shot, rows, written)
-        buffer.drop_before(shot.record.end_frame)
+    def export(shot: _Shot) -> _Rows:
+        mine = _Rows()
+        _export(path, workdir, row, info, cfg, buffer, shot, mine, written)
+        return mine
+
+    def settle(future: Future) -> None:  # in shot order: rows stay in order, frames are dropped behind
+        done = future.result()
+        rows.extend(done)
+        buffer.drop_before(done.shots[-1].end_frame)
+        progress(f"{source_id}: clips", len(rows.clips), None)
 
     queued: deque[Future] = deque()
-    try:  # one exporter thread, shot by shot in order, while this thread decodes and detects the next shots
-        with ThreadPoolExecutor(1, thread_name_prefix=f"export {source_id}") as exporter:
+    threads = cfg.clips.export_threads
+    try:  # exporter threads cut closed shots while this thread decodes and detects the next ones
+        with ThreadPoolExecutor(threads, thread_name_prefix=f"export {source_id}") as exporter:
             try:
                 for shot in _shots(path, source_id, info, cfg, buffer, progress):
-                    while len(queued) >= _QUEUED_SHOTS or (queued and queued[0].done()):
-                        queued.popleft().result()
-                        progress(f"{source_id}: clips", len(rows.clips), None)
+                    while len(queued) > threads or (queued and queued[0].done()):
+                        settle(queued.popleft())
                     queued.append(exporter.submit(export, shot))
                 while queued:
-                    queued.popleft().result()
+                    settle(queued.popleft())
             finally:
                 for future in queued:
                     future.cancel()
-        progress(f"{source_id}: clips", len(rows.clips), None)
     except BaseException:
         for folder in written:  # a failed source leaves no clip files of this run behind
             shutil.rmtree(folder, ignore_errors=True)

@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Iterable
 
 import av
+import cv2
 import numpy as np
+
+from pipeline import yuv
 
 
 class VideoError(RuntimeError):
@@ -69,6 +72,9 @@ def probe(path: str | Path, count_frames: bool = False) -> VideoInfo:
         raise VideoError(f"{path}: cannot be read as a video ({exc}); re-download or remove it") from exc
 
 
+_TO_I420 = {"rgb24": cv2.COLOR_RGB2YUV_I420, "bgr24": cv2.COLOR_BGR2YUV_I420}
+
+
 class H264Writer:
     """An in-process libx264 encoder writing a constant-frame-rate MP4 (yuv420p, ``+faststart``, zero start):
     frame ``i`` of :meth:`write` gets presentation time ``i / fps``."""
@@ -84,7 +90,11 @@ class H264Writer:
 
     def write(self, image: np.ndarray, pix_fmt: str) -> None:
         """Encode one frame given as ``pix_fmt`` (``yuv420p``: an I420 array; ``rgb24`` / ``bgr24``: h x w x 3)."""
-        frame = av.VideoFrame.from_ndarray(image, format=pix_fmt)
+        if pix_fmt != "yuv420p":
+            image = cv2.cvtColor(image, _TO_I420[pix_fmt])
+        frame = av.VideoFrame(self.stream.width, self.stream.height, "yuv420p")
+        for plane, data in zip(frame.planes, yuv.planes(image)):  # copied straight into the frame's buffers
+            np.frombuffer(plane, np.uint8).reshape(data.shape[0], plane.line_size)[:, :data.shape[1]] = data
         frame.pts = self.count
         self.count += 1
         self.container.mux(self.stream.encode(frame))

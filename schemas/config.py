@@ -119,6 +119,7 @@ class ClipsConfig(_Model):
     workers: int = Field(0, ge=0)  # worker processes over sources; 0 = one per core, 1 = in-process
     # decoded frames kept per worker for export (full size); shots longer than this are re-decoded by seeking
     buffer_mb: int = Field(512, ge=16)
+    export_threads: int = Field(2, ge=1)  # threads per worker cutting closed shots' clips while decoding goes on
 
 
 class LabelStudioConfig(_Model):
