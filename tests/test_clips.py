@@ -159,6 +159,9 @@ def test_broken_sources_are_failures_and_others_go_on(run):
     assert "truncated" in messages
     assert set(read_manifest(run.workdir, "clips")["source_id"]) == {run.ids["standard.mp4"]}
     assert "failed" in run.first_output
+    # the truncated copy's first shots were exported before its end showed it short: their files are gone
+    left = [p for name in ("corrupt.mp4", "truncated.mp4") for p in (run.workdir / "clips" / run.ids[name]).glob("*")]
+    assert left == []
 
 
 def test_second_run_does_no_work_and_keeps_ids(run):
