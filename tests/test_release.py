@@ -248,8 +248,9 @@ def test_rebuild_from_metadata_reproduces_the_same_frames(workdir, release, tmp_
     assert (summary.clips, summary.matched) == (len(RELEASED), len(RELEASED))
     rebuilt = _files(tmp_path / "rebuilt")
     original = _files(release)
-    frames = [rel for rel in original if rel.startswith("2_ClipsforFaceCrop/")]
-    assert frames and all(rebuilt[rel] == original[rel] for rel in frames)
+    frames = [rel for rel in original if rel.startswith(("2_ClipsforFaceCrop/", "3_ClipsforScenImages/"))]
+    assert {rel.split("/")[0] for rel in frames} == {"2_ClipsforFaceCrop", "3_ClipsforScenImages"}
+    assert all(rebuilt[rel] == original[rel] for rel in frames)
     assert all(rebuilt[rel] == original[rel] for rel in original if rel.startswith("4_setups/"))
     assert check_release(tmp_path / "rebuilt") == []
 

@@ -176,6 +176,7 @@ def _file_metadata(cfg: BuildConfig) -> dict[str, str]:
         "ferv.seed": str(cfg.release.seed),
         "ferv.test_fraction": repr(cfg.release.test_fraction),
         "ferv.export_config": json.dumps(cfg.export.model_dump(mode="json"), sort_keys=True),
+        "ferv.scene_frames": json.dumps(cfg.release.scene_frames),
         "ferv.frame_naming": f"{layout.FRAME_DIGITS}-digit, from 1, playing order (00001.jpg)",
     }
 

@@ -97,8 +97,9 @@ frame range `start_frame`..`end_frame` (end exclusive), times, `fps`, the union 
 `[[frame, x1, y1, x2, y2, interpolated], ...]` in source pixels), quality figures, the label (`label_method`,
 `label_status`, `confidence`, `n_votes`, `agreement`, `votes`: JSON counts per label) and `face_sha256`, the
 digest of the face-crop frames in order. The Parquet file's key-value metadata holds the export settings
-(`ferv.export_config`). With the source videos, `ferv release rebuild metadata.parquet SOURCES OUT` re-cuts
-every clip and checks its frames against `face_sha256`.
+(`ferv.export_config`, `ferv.scene_frames`). With the source videos, `ferv release rebuild metadata.parquet
+SOURCES OUT` re-cuts every clip (face crops, and scene frames where shipped) and checks the face crops
+against `face_sha256`.
 
 ## Checksums
 

@@ -1,5 +1,6 @@
 """``rebuild_release``: re-cut every clip of a release from its source videos, using only
-``metadata.parquet``, and verify the face-crop frames against the stored checksums.
+``metadata.parquet``: face-crop frames, verified against the stored checksums, and scene frames where the
+release ships them.
 
 This is the "reproduce from scratch" path for people who get the annotation files but not the frames.
 The re-cut itself is the clip exporter's (``pipeline.export``), fed the frame range and per-frame track
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.export import recut_face_frames
+from pipeline.export import cut_scene_frames, recut_face_frames
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.release import layout
 from pipeline.release.build import check_target, split_lists
@@ -34,20 +35,25 @@ class RebuildSummary:
     problems: tuple[str, ...] = field(default_factory=tuple)  # one line per clip or source that failed
 
 
-def _recut(row: pd.Series, source: Path, frames_dir: Path, export: ExportConfig) -> str:
-    """Re-cut one clip's face-crop frames into ``frames_dir``; return their digest (the exporter's)."""
-    return recut_face_frames(source, int(row["start_frame"]), int(row["end_frame"]), json.loads(row["track_boxes"]),
-                             frames_dir, export)
+def _recut(row: pd.Series, source: Path, root: Path, export: ExportConfig, scene_frames: bool) -> str:
+    """Re-cut one clip's face-crop frames (and scene frames) under ``root`` in the release layout; return the
+    face-crop frames' digest (the exporter's)."""
+    start, end = int(row["start_frame"]), int(row["end_frame"])
+    if scene_frames:
+        cut_scene_frames(source, start, end, root / layout.SCENE_DIR / row["path"], export)
+    return recut_face_frames(source, start, end, json.loads(row["track_boxes"]), root / layout.FACE_DIR / row["path"],
+                             export)
 
 
 def rebuild_release(metadata: Path, sources_dir: Path, out: Path, progress: ProgressFn = no_progress) -> RebuildSummary:
     """Re-cut the clips listed in ``metadata`` from the videos in ``sources_dir`` into the release layout in
-    ``out`` (face-crop frames, split lists, metadata, SHA256SUMS) and compare each clip's frames with its
-    stored ``face_sha256``."""
+    ``out`` (face-crop frames, scene frames where the release ships them, split lists, metadata, SHA256SUMS)
+    and compare each clip's face-crop frames with its stored ``face_sha256``."""
     metadata, out = Path(metadata), Path(out)
     check_target(out)
     meta, kv = read_metadata(metadata)
     export = ExportConfig.model_validate(json.loads(kv.get("ferv.export_config", "{}")))
+    scene_frames = json.loads(kv.get("ferv.scene_frames", "false"))
     wanted = dict(zip(meta["source_id"], meta["source_sha256"]))
     found, problems = find_sources(Path(sources_dir), wanted)
     plan: dict[str, Path | bytes] = {}
@@ -56,15 +62,15 @@ def rebuild_release(metadata: Path, sources_dir: Path, out: Path, progress: Prog
         for done, row in enumerate((r for _, r in meta.iterrows()), 1):
             source = found.get(row["source_id"])
             if source is not None:
-                frames_dir = Path(tmp) / row["path"]
                 try:
-                    digest = _recut(row, source, frames_dir, export)
+                    digest = _recut(row, source, Path(tmp), export, scene_frames)
                 except Exception as exc:  # one clip's failure is reported and the others go on
                     problems.append(f"{row['path']} ({row['clip_id']}): re-cut failed: {type(exc).__name__}: {exc}")
                 else:
-                    frames = layout.sorted_frames(frames_dir)
-                    for i, frame in enumerate(frames):
-                        plan[f"{layout.FACE_DIR}/{row['path']}/{layout.frame_name(i)}"] = frame
+                    for folder in (layout.FACE_DIR, layout.SCENE_DIR):
+                        for i, frame in enumerate(layout.sorted_frames(Path(tmp) / folder / row["path"])):
+                            plan[f"{folder}/{row['path']}/{layout.frame_name(i)}"] = frame
+                    frames = layout.sorted_frames(Path(tmp) / layout.FACE_DIR / row["path"])
                     if digest == row["face_sha256"] and len(frames) == row["face_frames"]:
                         matched += 1
                     else:
@@ -78,7 +84,7 @@ def rebuild_release(metadata: Path, sources_dir: Path, out: Path, progress: Prog
         if csv.is_file():
             plan[layout.METADATA_CSV] = csv.read_bytes()
         out.mkdir(parents=True, exist_ok=True)
-        sync_files(out, plan, (layout.FACE_DIR, layout.SETUPS_DIR), progress=progress)
+        sync_files(out, plan, (layout.FACE_DIR, layout.SCENE_DIR, layout.SETUPS_DIR), progress=progress)
     write_bytes(out / layout.SUMS, sha256sums(out, progress))
     built = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     write_bytes(out / layout.README, (
