@@ -102,16 +102,17 @@ def main() -> None:
 
     cfg = BuildConfig()
     fetch_model("centerface", models_dir(cfg.faces))
-    faces = {"models_dir": str(models_dir(cfg.faces)), **({"stride": args.stride} if args.stride else {}),
+    faces = {"backend": "centerface", "models_dir": str(models_dir(cfg.faces)),
+             **({"stride": args.stride} if args.stride else {}),
              **({"det_sizes": [args.det_size]} if args.det_size else {})}
     config = {"faces": faces}
     root = args.out or Path(tempfile.mkdtemp(prefix="ferv-bench-clips-"))
     root.mkdir(parents=True, exist_ok=True)
     rows = [bench(args.seconds, root, config)] + ([bench(args.long_seconds, root, config)] if args.long else [])
     chosen = BuildConfig.model_validate(config)
-    print(f"config: faces.stride={chosen.faces.stride}, det_sizes={chosen.faces.det_sizes}, backend=centerface "
-          f"(CPU), export preset={chosen.export.preset}, scene_max_height={chosen.export.scene_max_height}, "
-          f"workers=1, {os.cpu_count()} CPUs")
+    print(f"config: faces.stride={chosen.faces.stride}, det_sizes={chosen.faces.det_sizes}, backend="
+          f"{chosen.faces.backend} (CPU), export preset={chosen.export.preset}, "
+          f"scene_max_height={chosen.export.scene_max_height}, workers=1, {os.cpu_count()} CPUs")
     for r in rows:
         print(f"{r['seconds']:.0f} s {r['size']} ({r['frames']} frames): {r['fps']:.1f} frames/s, "
               f"make_clips {r['clips_wall_s']:.1f} s = {r['x_decode']:.2f}x decode-only ({r['decode_only_s']:.1f} s), "

@@ -26,6 +26,7 @@ import pandas as pd
 from pipeline import yuv
 from pipeline.decode import StreamInfo, decode_range, fit_width, open_info, read_frames
 from pipeline.export import ClipFiles, ClipWriter, existing_clip, scene_frame
+from pipeline.faces import resolve_backend
 from pipeline.media import VideoError
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.select import Candidate, blur_score, select_candidates
@@ -70,9 +71,10 @@ class ClipsSummary:
 
 
 def stage_config_hash(cfg: BuildConfig) -> str:
-    """Hash of the settings that shape a source's shots, tracks and clips (not runtime knobs)."""
+    """Hash of the settings that shape a source's shots, tracks and clips (not runtime knobs; the face
+    detector backend as resolved)."""
     return config_hash({"shots": cfg.shots.model_dump(mode="json"),
-                        "faces": cfg.faces.model_dump(mode="json", exclude=_RUNTIME_ONLY),
+                        "faces": resolve_backend(cfg.faces).model_dump(mode="json", exclude=_RUNTIME_ONLY),
                         "tracks": cfg.tracks.model_dump(mode="json"), "select": cfg.select.model_dump(mode="json"),
                         "export": cfg.export.model_dump(mode="json")})
 
@@ -289,6 +291,7 @@ def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
     parts.mkdir(parents=True, exist_ok=True)
     settings.write_text(stamp + "\n")
 
+    cfg = cfg.model_copy(update={"faces": resolve_backend(cfg.faces)})
     info = open_info(path)
     buffer = FrameBuffer(cfg.clips.buffer_mb * 2**20)
     rows, written = _Rows(), []

@@ -55,7 +55,9 @@ class ShotsConfig(_Model):
 
 
 class FacesConfig(_Model):
-    backend: Literal["centerface", "scrfd"] = "centerface"
+    # auto: scrfd where its model (scrfd_model) is in the models directory, the production default; else
+    # centerface, the CPU/offline default (see pipeline.faces.resolve_backend)
+    backend: Literal["auto", "centerface", "scrfd"] = "auto"
     models_dir: str | None = None  # default: $FERV_MODELS_DIR, else ~/.cache/ferv/models
     scrfd_model: str = "buffalo_l"  # an insightface pack name in models_dir, or a path to det_*.onnx
     # detection input sizes (long side); unset: [640, 128] for scrfd (the small one catches close-ups that
@@ -77,7 +79,7 @@ class FacesConfig(_Model):
 
     @model_validator(mode="after")
     def _default_sizes(self) -> "FacesConfig":
-        if self.det_sizes is None:
+        if self.det_sizes is None and self.backend != "auto":
             self.det_sizes = [640, 128] if self.backend == "scrfd" else [320]
         return self
 

@@ -14,7 +14,7 @@ import skimage.data
 from onnx import TensorProto, helper
 
 import insightface
-from pipeline.faces import load_detector, models_dir
+from pipeline.faces import load_detector, models_dir, resolve_backend
 from pipeline.faces.scrfd import resolve_scrfd_model
 from pipeline.models import ModelNotFoundError
 from schemas.config import FacesConfig
@@ -292,3 +292,23 @@ def test_scrfd_missing_model_names_the_fix(tmp_path):
         load_detector(FacesConfig(backend="scrfd", scrfd_model="buffalo_l", models_dir=str(tmp_path)))
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         load_detector(FacesConfig(backend="scrfd", scrfd_model=str(tmp_path / "det_10g.onnx")))
+
+
+def test_auto_backend_is_scrfd_where_its_model_is_present(tmp_path):
+    from pipeline.clips import stage_config_hash
+    from schemas.config import BuildConfig
+
+    auto = FacesConfig(models_dir=str(tmp_path), device="cpu")
+    offline = resolve_backend(auto)
+    assert (offline.backend, offline.det_sizes) == ("centerface", [320])
+    before = stage_config_hash(BuildConfig(faces=auto))
+    pack = tmp_path / "buffalo_l"
+    pack.mkdir()
+    build_scrfd_model(pack / "det_10g.onnx")
+    production = resolve_backend(auto)
+    assert (production.backend, production.det_sizes) == ("scrfd", [640, 128])
+    assert stage_config_hash(BuildConfig(faces=auto)) != before  # clips cut by another detector are redone
+    detector = load_detector(auto.model_copy(update={"det_sizes": [128]}))
+    assert detector.name == "scrfd"
+    np.testing.assert_allclose(detector.detect([scrfd_frame()])[0], expected_scrfd_boxes(), atol=1e-3)
+    assert resolve_backend(FacesConfig(backend="centerface", models_dir=str(tmp_path))).backend == "centerface"

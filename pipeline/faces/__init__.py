@@ -34,8 +34,25 @@ def models_dir(cfg: FacesConfig | None = None) -> Path:
     return Path(chosen or DEFAULT_MODELS_DIR).expanduser()
 
 
+def resolve_backend(cfg: FacesConfig) -> FacesConfig:
+    """``backend: auto`` made concrete: ``scrfd`` when ``cfg.scrfd_model`` (a det_*.onnx path, or an insightface
+    pack in the models directory) is present, the production default; else ``centerface``, the CPU/offline
+    default. Detection sizes left unset take the chosen backend's defaults."""
+    if cfg.backend != "auto":
+        return cfg
+    from pipeline.faces.scrfd import find_in_packs
+
+    folder = models_dir(cfg)
+    path = Path(cfg.scrfd_model).expanduser()
+    present = path.is_file() if path.suffix == ".onnx" else find_in_packs(cfg.scrfd_model, [folder / cfg.scrfd_model])
+    chosen = "scrfd" if present else "centerface"
+    return FacesConfig.model_validate({**cfg.model_dump(), "backend": chosen})
+
+
 def load_detector(cfg: FacesConfig) -> FaceDetector:
-    """Build the detector named by ``cfg.backend`` (raises ``ModelNotFoundError`` naming the fix if absent)."""
+    """Build the detector named by ``cfg.backend`` (``auto``: see :func:`resolve_backend`); raises
+    ``ModelNotFoundError`` naming the fix if its model is absent."""
+    cfg = resolve_backend(cfg)
     if cfg.backend == "centerface":
         from pipeline.faces.centerface import CenterFaceDetector
 

@@ -38,15 +38,22 @@ def resolve_scrfd_model(name: str, models_dir: Path) -> Path:
                                      "det_*.onnx file or an insightface pack name, or use faces.backend: centerface")
         return path
     folders = scrfd_pack_folders(name, models_dir)
+    if (found := find_in_packs(name, folders)) is not None:
+        return found
+    raise ModelNotFoundError(
+        f"no SCRFD detector (det_*.onnx) of insightface pack {name!r} in {' or '.join(map(str, folders))}; unzip the "
+        f"pack there (e.g. {folders[0]}/det_10g.onnx), set faces.scrfd_model to a det_*.onnx path, or use "
+        "faces.backend: centerface (`ferv models fetch centerface`)")
+
+
+def find_in_packs(name: str, folders: list[Path]) -> Path | None:
+    """The first SCRFD detector file of pack ``name`` in ``folders`` (or one folder deeper), else None."""
     for folder in folders:
         for candidate in (folder, folder / name):
             found = sorted(p for pattern in DETECTOR_GLOBS for p in candidate.glob(pattern))
             if found:
                 return found[0]
-    raise ModelNotFoundError(
-        f"no SCRFD detector (det_*.onnx) of insightface pack {name!r} in {' or '.join(map(str, folders))}; unzip the "
-        f"pack there (e.g. {folders[0]}/det_10g.onnx), set faces.scrfd_model to a det_*.onnx path, or use "
-        "faces.backend: centerface (`ferv models fetch centerface`)")
+    return None
 
 
 def scrfd_pack_folders(pack: str, models_dir: Path) -> list[Path]:
