@@ -146,9 +146,9 @@ class ClipWriter:
         crop = face_crop(frame, box, self.cfg.crop_margin, self.cfg.crop_size)
         self.hashes.append(_jpeg(self.tmp / FACE_DIR / frame_name(self.written), crop, self.cfg.jpeg_quality))
         self.encoders[0].write(crop, "bgr24")
-        marked = (scene_frame(frame, self.cfg) if scene is None else scene).copy()
-        yuv.draw_box(marked, tuple(int(round(v * self.k)) for v in box[:4]), _MARK_YUV, self.thickness)
-        self.encoders[1].write(marked, "yuv420p")
+        mark = tuple(int(round(v * self.k)) for v in box[:4])
+        self.encoders[1].write(scene_frame(frame, self.cfg) if scene is None else scene, "yuv420p",
+                               lambda y, u, v: yuv.draw_box(y, u, v, mark, _MARK_YUV, self.thickness))
         self.written += 1
 
     def finish(self) -> ClipFiles:

@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import av
 import cv2
@@ -87,14 +87,22 @@ class H264Writer:
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
         self.stream.options = {"crf": str(crf), "preset": preset}
         self.stream.codec_context.thread_count = threads
+        self.frame = av.VideoFrame(width, height, "yuv420p")
 
-    def write(self, image: np.ndarray, pix_fmt: str) -> None:
-        """Encode one frame given as ``pix_fmt`` (``yuv420p``: an I420 array; ``rgb24`` / ``bgr24``: h x w x 3)."""
+    def write(self, image: np.ndarray, pix_fmt: str,
+              overlay: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None) -> None:
+        """Encode one frame given as ``pix_fmt`` (``yuv420p``: an I420 array; ``rgb24`` / ``bgr24``: h x w x 3);
+        ``overlay`` may then draw into the frame's Y, U and V planes (the image itself is left as it is)."""
         if pix_fmt != "yuv420p":
             image = cv2.cvtColor(image, _TO_I420[pix_fmt])
-        frame = av.VideoFrame(self.stream.width, self.stream.height, "yuv420p")
-        for plane, data in zip(frame.planes, yuv.planes(image)):  # copied straight into the frame's buffers
-            np.frombuffer(plane, np.uint8).reshape(data.shape[0], plane.line_size)[:, :data.shape[1]] = data
+        frame = self.frame
+        frame.make_writable()  # one frame reused: copied first only if the encoder still holds its buffers
+        views = [np.frombuffer(plane, np.uint8).reshape(data.shape[0], plane.line_size)[:, :data.shape[1]]
+                 for plane, data in zip(frame.planes, yuv.planes(image))]
+        for view, data in zip(views, yuv.planes(image)):
+            view[...] = data
+        if overlay is not None:
+            overlay(*views)
         frame.pts = self.count
         self.count += 1
         self.container.mux(self.stream.encode(frame))

@@ -70,10 +70,9 @@ def bgr_to_yuv(colour: tuple[int, int, int]) -> tuple[int, int, int]:
     return int(block[0]), int(block[4]), int(block[5])
 
 
-def draw_box(yuv: np.ndarray, box: tuple[int, int, int, int], colour_yuv: tuple[int, int, int],
-             thickness: int) -> None:
-    """Draw a rectangle outline into the frame's planes, in place."""
-    y, u, v = planes(yuv)
+def draw_box(y: np.ndarray, u: np.ndarray, v: np.ndarray, box: tuple[int, int, int, int],
+             colour_yuv: tuple[int, int, int], thickness: int) -> None:
+    """Draw a rectangle outline into a frame's Y, U and V planes (see :func:`planes`), in place."""
     x1, y1, x2, y2 = box
     cv2.rectangle(y, (x1, y1), (x2, y2), colour_yuv[0], thickness)
     half = (x1 // 2, y1 // 2), (x2 // 2, y2 // 2), max(1, thickness // 2)
