@@ -29,6 +29,13 @@ from schemas.taxonomy import TAXONOMY
 from tests.labelstudio_support import clip_row
 
 
+def _timed(fn, *args):
+    """``fn(*args)`` and the seconds it took."""
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=10_000)
@@ -49,13 +56,10 @@ def main() -> None:
             write_manifest(push_dir, "clips", [
                 clip_row(f"c{i:06d}", TAXONOMY.scene_names[i % 22], scene_path=f"s/{i}.mp4", crop_path=f"c/{i}.mp4")
                 for i in range(args.tasks)])
-            t0 = time.perf_counter()
-            pushed = push_tasks(push_dir, cfg, client)
-            t_push = time.perf_counter() - t0
+            pushed, t_push = _timed(push_tasks, push_dir, cfg, client)
             print(f"push {pushed.created} tasks: {t_push:.1f} s ({pushed.created / t_push:.0f} tasks/s)")
-            t0 = time.perf_counter()
-            again = push_tasks(push_dir, cfg, client)
-            print(f"second push (creates {again.created}): {time.perf_counter() - t0:.1f} s")
+            again, t_again = _timed(push_tasks, push_dir, cfg, client)
+            print(f"second push (creates {again.created}): {t_again:.1f} s")
 
             sync_dir = root / "sync"
             users = create_annotators(client, args.annotations_per_task, prefix="bench")
@@ -70,13 +74,10 @@ def main() -> None:
             write_manifest(sync_dir, "tasks", [
                 {"clip_id": f"c{i:06d}", "project_id": pid, "task_id": t, "project_role": "copy", "copy_index": 0,
                  "group_id": "g", "is_gold": False, "pushed_at": now} for i, t in enumerate(ids)])
-            t0 = time.perf_counter()
-            synced = sync_votes(sync_dir, cfg, client)
-            t_sync = time.perf_counter() - t0
+            synced, t_sync = _timed(sync_votes, sync_dir, cfg, client)
             print(f"sync {synced.new} annotations: {t_sync:.1f} s ({synced.new / t_sync:.0f} annotations/s)")
-            t0 = time.perf_counter()
-            again_s = sync_votes(sync_dir, cfg, client)
-            print(f"incremental sync with nothing new ({again_s.new} new): {time.perf_counter() - t0:.1f} s; "
+            again_s, t_again = _timed(sync_votes, sync_dir, cfg, client)
+            print(f"incremental sync with nothing new ({again_s.new} new): {t_again:.1f} s; "
                   f"votes.parquet rows: {len(read_manifest(sync_dir, 'votes'))}")
         finally:
             server.stop(root / "data")

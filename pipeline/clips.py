@@ -36,7 +36,7 @@ from schemas.config import BuildConfig, FacesConfig
 from schemas.ids import clip_id as make_clip_id
 from schemas.ids import config_hash
 from schemas.ids import track_id as make_track_id
-from schemas.manifests import SCHEMAS, clear_failure, read_manifest, record_failure, write_manifest
+from schemas.manifests import SCHEMAS, clear_failure, in_workdir, read_manifest, record_failure, write_manifest
 from schemas.records import ClipRecord, FailureRecord, RejectRecord, ShotRecord, TrackRow
 
 STAGE = "clips"
@@ -247,10 +247,11 @@ def _write_clip(path: Path, folder: Path, start: int, boxes: np.ndarray, info: S
         if held is None:
             for frame in decode_range(path, start, start + len(boxes)):
                 writer.add(frame)
-        for item in held or []:
-            if item.scene is None:
-                item.scene = scene_frame(item.frame, cfg.export)
-            writer.add(item.frame, item.scene)
+        else:
+            for item in held:
+                if item.scene is None:
+                    item.scene = scene_frame(item.frame, cfg.export)
+                writer.add(item.frame, item.scene)
     except BaseException:
         writer.abort()
         raise
@@ -280,7 +281,7 @@ def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
         return SourceClipsResult(source_id, skipped=True)
     started = time.perf_counter()
     row = _source_row(workdir, source_id)
-    path = Path(row["path"]) if Path(row["path"]).is_absolute() else workdir / row["path"]
+    path = in_workdir(workdir, row["path"])
     if not path.is_file():
         raise FileNotFoundError(f"source {source_id}: video {path} does not exist; re-run `ferv acquire`")
     parts, out_root = part_dir(workdir, source_id), clips_dir(workdir, source_id)

@@ -8,6 +8,7 @@ them) and returns exactly those frames.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from dataclasses import dataclass
@@ -118,19 +119,28 @@ def read_frames(path: str | Path, queue_size: int = 16) -> Iterator[DecodedFrame
         thread.join()
 
 
+@functools.lru_cache(maxsize=16)
+def _frame_times(path: str, mtime_ns: int, size: int) -> tuple[int, ...]:
+    """Sorted presentation times of the video packets of ``path`` (demuxed once per file version)."""
+    with av.open(path) as container:
+        stream = _stream(container, path)
+        return tuple(sorted(p.pts for p in container.demux(stream) if p.pts is not None and not p.is_discard))
+
+
 def decode_range(path: str | Path, start: int, end: int) -> Iterator[np.ndarray]:
     """Frames ``[start, end)`` of ``path`` as I420 arrays: seek near ``start``, decode forward, and number
     frames by their place in the sorted presentation times of the stream's packets."""
     try:
+        stat = Path(path).stat()
+        times = _frame_times(str(path), stat.st_mtime_ns, stat.st_size)
+        if not 0 <= start < end <= len(times):
+            raise VideoError(f"{path}: frames [{start}, {end}) are outside its {len(times)} frames; the file "
+                             "differs from the one the clips were cut from")
+        index_of = {pts: i for i, pts in enumerate(times)}
         with av.open(str(path)) as container:
             stream = _stream(container, path)
-            times = sorted(p.pts for p in container.demux(stream) if p.pts is not None and not p.is_discard)
-            if not 0 <= start < end <= len(times):
-                raise VideoError(f"{path}: frames [{start}, {end}) are outside its {len(times)} frames; the file "
-                                 "differs from the one the clips were cut from")
-            index_of = {pts: i for i, pts in enumerate(times)}
-            for seek_to in (times[max(0, start - _SEEK_MARGIN)], None):
-                container.seek(seek_to if seek_to is not None else times[0], stream=stream, backward=True)
+            for seek_to in (times[max(0, start - _SEEK_MARGIN)], times[0]):
+                container.seek(seek_to, stream=stream, backward=True)
                 got = start
                 for frame in container.decode(stream):
                     index = index_of.get(frame.pts)
@@ -142,7 +152,7 @@ def decode_range(path: str | Path, start: int, end: int) -> Iterator[np.ndarray]
                     got += 1
                     if got == end:
                         return
-                if got > start or seek_to is None:
+                if got > start or seek_to == times[0]:
                     raise VideoError(f"{path}: decoded frames {start}..{got - 1} of [{start}, {end}) only; the "
                                      "file is damaged: re-download it")
     except av.FFmpegError as exc:

@@ -97,10 +97,10 @@ class H264Writer:
             image = cv2.cvtColor(image, _TO_I420[pix_fmt])
         frame = self.frame
         frame.make_writable()  # one frame reused: copied first only if the encoder still holds its buffers
-        views = [np.frombuffer(plane, np.uint8).reshape(data.shape[0], plane.line_size)[:, :data.shape[1]]
-                 for plane, data in zip(frame.planes, yuv.planes(image))]
-        for view, data in zip(views, yuv.planes(image)):
-            view[...] = data
+        views = []
+        for plane, data in zip(frame.planes, yuv.planes(image)):
+            views.append(np.frombuffer(plane, np.uint8).reshape(data.shape[0], plane.line_size)[:, :data.shape[1]])
+            views[-1][...] = data
         if overlay is not None:
             overlay(*views)
         frame.pts = self.count

@@ -67,6 +67,12 @@ def manifest_path(workdir: str | Path, name: str) -> Path:
     return Path(workdir) / f"{name}.parquet"
 
 
+def in_workdir(workdir: str | Path, path: str | Path) -> Path:
+    """A file path stored in a manifest: relative to the work directory (absolute paths stay as they are)."""
+    path = Path(path)
+    return path if path.is_absolute() else Path(workdir) / path
+
+
 def _check_table(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
     """Return ``table`` cast to ``schema``; a missing column or a wrong type names file and column."""
     columns = []

@@ -19,7 +19,7 @@ from pipeline.release.metadata import COLUMNS, TrackBoxes, csv_bytes, parquet_by
 from pipeline.release.report import report_files
 from pipeline.release.split import assign_split
 from schemas.config import BuildConfig
-from schemas.manifests import append_manifest, manifest_lock, read_manifest, write_manifest
+from schemas.manifests import append_manifest, in_workdir, manifest_lock, read_manifest, write_manifest
 from schemas.records import FailureRecord
 from schemas.taxonomy import TAXONOMY
 
@@ -56,11 +56,6 @@ def _labelled_clips(workdir: Path, cfg: BuildConfig) -> pd.DataFrame:
     return frame[keep].reset_index(drop=True)
 
 
-def _source_path(workdir: Path, sources: pd.DataFrame, source_id: str) -> Path:
-    path = Path(sources.loc[source_id, "path"])
-    return path if path.is_absolute() else workdir / path
-
-
 def _prepare(row, workdir: Path, sources: pd.DataFrame, cfg: BuildConfig) -> str | None:
     """Cut the clip's scene frames from its source if the release ships them and they are not cut yet (the
     clips stage leaves them to the clips a release ships); return why the clip cannot be released, or None."""
@@ -71,7 +66,7 @@ def _prepare(row, workdir: Path, sources: pd.DataFrame, cfg: BuildConfig) -> str
     if not _frames(workdir / row.frames_dir):
         return f"face-crop frames {workdir / row.frames_dir} are missing"
     if cfg.release.scene_frames and not _frames(workdir / row.scene_frames_dir):
-        source = _source_path(workdir, sources, row.source_id)
+        source = in_workdir(workdir, sources.loc[row.source_id, "path"])
         try:
             cut_scene_frames(source, int(row.start_frame), int(row.end_frame), workdir / row.scene_frames_dir,
                              cfg.export)

@@ -67,10 +67,12 @@ def rebuild_release(metadata: Path, sources_dir: Path, out: Path, progress: Prog
                 except Exception as exc:  # one clip's failure is reported and the others go on
                     problems.append(f"{row['path']} ({row['clip_id']}): re-cut failed: {type(exc).__name__}: {exc}")
                 else:
-                    for folder in (layout.FACE_DIR, layout.SCENE_DIR):
-                        for i, frame in enumerate(layout.sorted_frames(Path(tmp) / folder / row["path"])):
+                    cut = {folder: layout.sorted_frames(Path(tmp) / folder / row["path"])
+                           for folder in (layout.FACE_DIR, layout.SCENE_DIR)}
+                    for folder, files in cut.items():
+                        for i, frame in enumerate(files):
                             plan[f"{folder}/{row['path']}/{layout.frame_name(i)}"] = frame
-                    frames = layout.sorted_frames(Path(tmp) / layout.FACE_DIR / row["path"])
+                    frames = cut[layout.FACE_DIR]
                     if digest == row["face_sha256"] and len(frames) == row["face_frames"]:
                         matched += 1
                     else:
