@@ -77,9 +77,9 @@ def list_models(
         status = "[yellow]not found (optional)[/yellow]"
     table.add_row(f"scrfd ({faces.scrfd_model})", status, scrfd, "insightface pack (faces.scrfd_model)")
     console.print(table)
-    from pipeline.faces import resolve_backend
+    from pipeline.faces import resolve_faces
 
-    console.print(f"faces.backend {faces.backend}: clips are cut with {resolve_backend(faces).backend}")
+    console.print(f"faces.backend {faces.backend}: clips are cut with {resolve_faces(faces).backend}")
 
 
 def register(app: typer.Typer) -> None:

@@ -13,20 +13,23 @@ import shutil
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from pipeline import yuv
 from pipeline.decode import StreamInfo, decode_range, fit_width, open_info, read_frames
-from pipeline.export import ClipFiles, ClipWriter, existing_clip, scene_frame
-from pipeline.faces import resolve_backend
+from pipeline.export import ClipFiles, ClipWriter, existing_clip
+from pipeline.export import scene_size as export_scene_size
+from pipeline.faces import resolve_faces
 from pipeline.media import VideoError
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.select import Candidate, blur_score, select_candidates
@@ -72,9 +75,9 @@ class ClipsSummary:
 
 def stage_config_hash(cfg: BuildConfig) -> str:
     """Hash of the settings that shape a source's shots, tracks and clips (not runtime knobs; the face
-    detector backend as resolved)."""
+    detector backend and precision as resolved)."""
     return config_hash({"shots": cfg.shots.model_dump(mode="json"),
-                        "faces": resolve_backend(cfg.faces).model_dump(mode="json", exclude=_RUNTIME_ONLY),
+                        "faces": resolve_faces(cfg.faces).model_dump(mode="json", exclude=_RUNTIME_ONLY),
                         "tracks": cfg.tracks.model_dump(mode="json"), "select": cfg.select.model_dump(mode="json"),
                         "export": cfg.export.model_dump(mode="json")})
 
@@ -107,39 +110,47 @@ def _detector(cfg: FacesConfig):
 @dataclass
 class _Held:
     index: int
-    frame: np.ndarray  # I420, full size
-    scene: np.ndarray | None = None  # the frame at scene-clip size, made when a clip first needs it
+    frame: yuv.Pyramid
+    nbytes: int  # counted when pushed
 
 
 class FrameBuffer:
-    """The decoded frames of the shots not yet exported, oldest first; beyond ``budget_bytes`` the oldest are
-    dropped (their clips are then cut by seeking, so memory stays flat however long a shot is). The decode
-    pass pushes while the exporter reads: every method holds the buffer's lock."""
+    """The decoded frames of the shots not yet exported, oldest first. When a push finds the buffer at its
+    ``budget_bytes``, ``make_room`` is called first (the owner waits for queued shots' exports, which drops
+    their frames); frames still beyond the budget, the oldest of a shot too long to hold, are dropped (its clips
+    are then cut by seeking, so memory stays flat however long a shot is). The decode pass pushes while the
+    exporter reads: every method but ``make_room`` holds the buffer's lock."""
 
-    def __init__(self, budget_bytes: int):
-        self.budget, self.bytes = budget_bytes, 0
+    def __init__(self, budget_bytes: int, make_room: Callable[[int], None] = lambda nbytes: None):
+        self.budget, self.bytes, self.make_room = budget_bytes, 0, make_room
         self.held: deque[_Held] = deque()
         self.lock = threading.Lock()
 
-    def push(self, index: int, frame: np.ndarray) -> None:
-        with self.lock:
-            self.held.append(_Held(index, frame))
-            self.bytes += frame.nbytes
-            while self.bytes > self.budget and len(self.held) > 1:
-                self.bytes -= self.held.popleft().frame.nbytes
+    def fits(self, nbytes: int) -> bool:
+        return self.bytes + nbytes <= self.budget
 
-    def span(self, start: int, end: int) -> list[_Held] | None:
+    def push(self, index: int, frame: yuv.Pyramid) -> None:
+        nbytes = frame.nbytes
+        if not self.fits(nbytes):
+            self.make_room(nbytes)
+        with self.lock:
+            self.held.append(_Held(index, frame, nbytes))
+            self.bytes += nbytes
+            while self.bytes > self.budget and len(self.held) > 1:
+                self.bytes -= self.held.popleft().nbytes
+
+    def span(self, start: int, end: int) -> list[yuv.Pyramid] | None:
         """Frames ``[start, end)``, or None when some are no longer held."""
         with self.lock:
             if not self.held or self.held[0].index > start:
                 return None
             first = self.held[0].index
-            return [self.held[i - first] for i in range(start, end)]
+            return [self.held[i - first].frame for i in range(start, end)]
 
     def drop_before(self, index: int) -> None:
         with self.lock:
             while self.held and self.held[0].index < index:
-                self.bytes -= self.held.popleft().frame.nbytes
+                self.bytes -= self.held.popleft().nbytes
 
 
 @dataclass
@@ -153,6 +164,7 @@ def _shots(path: Path, source_id: str, info: StreamInfo, cfg: BuildConfig, buffe
     """The single decode pass: every frame goes to the buffer and the shot scorer, every ``faces.stride``-th
     to the face detector; each shot is handed out, with its detections, as soon as its end is settled."""
     shot_size = fit_width(info.width, info.height, cfg.shots.downscale_width)
+    scene_size = export_scene_size(info.width, info.height, cfg.export.scene_max_height)
     face_size = fit_width(info.width, info.height, cfg.faces.det_sizes[0], long_side=True)
     to_source = np.array([info.width / face_size[0], info.height / face_size[1]] * 2)
     scorer, detector = ShotScorer(cfg.shots, info.fps), _detector(cfg.faces)
@@ -175,13 +187,14 @@ def _shots(path: Path, source_id: str, info: StreamInfo, cfg: BuildConfig, buffe
     shots: list[ShotRecord] = []
     frames = 0
     for decoded in read_frames(path):
-        index, frame = decoded.index, decoded.yuv
-        buffer.push(index, frame)
-        cuts = scorer.add(index, yuv.to_bgr(yuv.resize(frame, *shot_size)))
+        index, frame = decoded.index, yuv.Pyramid(decoded.yuv)
+        cuts = scorer.add(index, yuv.to_bgr(frame.resize(*shot_size)))
         if index % cfg.faces.stride == 0:
-            batch.append((index, yuv.to_rgb(yuv.resize(frame, *face_size)), yuv.planes(frame)[0]))
+            batch.append((index, yuv.to_rgb(frame.resize(*face_size)), yuv.planes(frame.frame)[0]))
             if len(batch) >= cfg.faces.batch_size:
                 flush()
+        frame.resize(*scene_size)  # made here, where it is halved anyway, not once per exporter thread
+        buffer.push(index, frame)
         for cut in cuts:
             yield close(cut)
         frames = index + 1
@@ -216,11 +229,22 @@ class _Rows:
             getattr(self, name).extend(getattr(other, name))
 
 
-def _export(path: Path, workdir: Path, row: pd.Series, info: StreamInfo, cfg: BuildConfig, buffer: FrameBuffer,
-            shot: _Shot, rows: _Rows, written: list[Path]) -> None:
-    """Tracks, candidates and clip files of one shot; frames come from the buffer (or a seek, if dropped)."""
-    source_id, record = row["source_id"], shot.record
-    rows.shots.append(record)
+@dataclass
+class _Pending:
+    """A closed shot's rows, waiting for its clips to be cut."""
+    rows: _Rows
+    end_frame: int
+    clips: list[tuple[str, Candidate, Future]]  # track id, candidate, its ClipFiles to come
+
+    def done(self) -> bool:
+        return all(future.done() for _, _, future in self.clips)
+
+
+def _plan(workdir: Path, source_id: str, info: StreamInfo, cfg: BuildConfig,
+          shot: _Shot) -> tuple[_Rows, list[tuple[str, Candidate, Path, np.ndarray]]]:
+    """Tracks and candidate selection of one closed shot: its rows, and its clips to cut (track id,
+    candidate, clip folder, per-frame boxes)."""
+    record, rows, clips = shot.record, _Rows(shots=[shot.record]), []
     tracks = build_tracks(shot.detections, (record.start_frame, record.end_frame), cfg.tracks, cfg.faces.stride)
     for ordinal, track in enumerate(tracks):
         tid = make_track_id(source_id, record.shot_index, ordinal)
@@ -231,31 +255,32 @@ def _export(path: Path, workdir: Path, row: pd.Series, info: StreamInfo, cfg: Bu
         rows.rejects += dropped
         for cand in kept:
             folder = clips_dir(workdir, source_id) / make_clip_id(source_id, cand.start, cand.end, tid)
-            boxes = track.boxes[cand.start - int(track.frames[0]):cand.end - int(track.frames[0])]
-            files = existing_clip(folder, len(boxes))
-            if files is None:
-                files = _write_clip(path, folder, cand.start, boxes, info, cfg, buffer)
-                written.append(folder)
-            rows.clips.append(_clip_record(workdir, row, info.fps, record.shot_index, tid, cand, files))
+            clips.append((tid, cand, folder, track.boxes[cand.start - int(track.frames[0]):
+                                                         cand.end - int(track.frames[0])]))
+    return rows, clips
 
 
-def _write_clip(path: Path, folder: Path, start: int, boxes: np.ndarray, info: StreamInfo, cfg: BuildConfig,
-                buffer: FrameBuffer) -> ClipFiles:
+def _cut(path: Path, folder: Path, start: int, boxes: np.ndarray, info: StreamInfo, cfg: BuildConfig,
+         buffer: FrameBuffer, written: list[Path]) -> ClipFiles:
+    """One clip's files, from the frames the buffer holds (or a seek, if they were dropped); a folder already
+    there is kept."""
+    if (files := existing_clip(folder, len(boxes))) is not None:
+        return files
     writer = ClipWriter(folder, boxes, info.width, info.height, info.fps, cfg.export)
     try:
         held = buffer.span(start, start + len(boxes))
         if held is None:
             for frame in decode_range(path, start, start + len(boxes)):
-                writer.add(frame)
+                writer.add(yuv.Pyramid(frame))
         else:
-            for item in held:
-                if item.scene is None:
-                    item.scene = scene_frame(item.frame, cfg.export)
-                writer.add(item.frame, item.scene)
+            for frame in held:
+                writer.add(frame)
     except BaseException:
         writer.abort()
         raise
-    return writer.finish()
+    files = writer.finish()
+    written.append(folder)
+    return files
 
 
 def _clip_record(workdir: Path, row: pd.Series, fps: Fraction, shot_index: int, tid: str, cand: Candidate,
@@ -269,6 +294,18 @@ def _clip_record(workdir: Path, row: pd.Series, fps: Fraction, shot_index: int, 
         face_px=cand.face_px, det_score=cand.det_score, detected_fraction=cand.detected_fraction, blur=cand.blur,
         scene_path=rel(files.scene_path), crop_path=rel(files.crop_path), frames_dir=rel(files.frames_dir),
         scene_frames_dir=rel(files.scene_frames_dir), sha256=files.sha256)
+
+
+@contextmanager
+def _single_threaded_opencv() -> Iterator[None]:
+    """OpenCV without its own worker threads: the decode, detector and exporter threads fill the cores already,
+    and OpenCV splitting each small resize across threads costs more CPU than it saves."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
@@ -292,36 +329,41 @@ def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
     parts.mkdir(parents=True, exist_ok=True)
     settings.write_text(stamp + "\n")
 
-    cfg = cfg.model_copy(update={"faces": resolve_backend(cfg.faces)})
+    cfg = cfg.model_copy(update={"faces": resolve_faces(cfg.faces)})
     info = open_info(path)
-    buffer = FrameBuffer(cfg.clips.buffer_mb * 2**20)
+    pending: deque[_Pending] = deque()
     rows, written = _Rows(), []
 
-    def export(shot: _Shot) -> _Rows:
-        mine = _Rows()
-        _export(path, workdir, row, info, cfg, buffer, shot, mine, written)
-        return mine
-
-    def settle(future: Future) -> None:  # in shot order: rows stay in order, frames are dropped behind
-        done = future.result()
-        rows.extend(done)
-        buffer.drop_before(done.shots[-1].end_frame)
+    def settle(shot: _Pending) -> None:  # in shot order: rows stay in order, frames are dropped behind
+        shot_index = shot.rows.shots[0].shot_index
+        for tid, cand, future in shot.clips:
+            shot.rows.clips.append(_clip_record(workdir, row, info.fps, shot_index, tid, cand, future.result()))
+        rows.extend(shot.rows)
+        buffer.drop_before(shot.end_frame)
         progress(f"{source_id}: clips", len(rows.clips), None)
 
-    queued: deque[Future] = deque()
-    threads = cfg.clips.export_threads
-    try:  # exporter threads cut closed shots while this thread decodes and detects the next ones
-        with ThreadPoolExecutor(threads, thread_name_prefix=f"export {source_id}") as exporter:
+    def make_room(nbytes: int) -> None:  # the decode pass waits for pending clips rather than drop their frames
+        while pending and not buffer.fits(nbytes):
+            settle(pending.popleft())
+
+    buffer = FrameBuffer(cfg.clips.buffer_mb * 2**20, make_room)
+    try:  # exporter threads cut the clips of closed shots while this thread decodes and detects the next ones
+        with (_single_threaded_opencv(),
+              ThreadPoolExecutor(cfg.clips.export_threads, thread_name_prefix=f"export {source_id}") as exporter):
             try:
                 for shot in _shots(path, source_id, info, cfg, buffer, progress):
-                    while len(queued) > threads or (queued and queued[0].done()):
-                        settle(queued.popleft())
-                    queued.append(exporter.submit(export, shot))
-                while queued:
-                    settle(queued.popleft())
+                    while pending and pending[0].done():
+                        settle(pending.popleft())
+                    shot_rows, clips = _plan(workdir, source_id, info, cfg, shot)
+                    pending.append(_Pending(shot_rows, shot.record.end_frame, [
+                        (tid, cand, exporter.submit(_cut, path, folder, cand.start, boxes, info, cfg, buffer,
+                                                    written)) for tid, cand, folder, boxes in clips]))
+                while pending:
+                    settle(pending.popleft())
             finally:
-                for future in queued:
-                    future.cancel()
+                for shot in pending:
+                    for _, _, future in shot.clips:
+                        future.cancel()
     except BaseException:
         for folder in written:  # a failed source leaves no clip files of this run behind
             shutil.rmtree(folder, ignore_errors=True)

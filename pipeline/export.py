@@ -28,6 +28,7 @@ from schemas.config import ExportConfig
 FACE_MP4, SCENE_MP4, FACE_DIR, SCENE_DIR = "face.mp4", "scene.mp4", "face", "scene"
 MARK_COLOUR = (0, 255, 0)  # BGR
 _MARK_YUV = yuv.bgr_to_yuv(MARK_COLOUR)
+_BLACK_YUV = yuv.bgr_to_yuv((0, 0, 0))
 
 
 def frame_name(position: int) -> str:
@@ -40,25 +41,38 @@ def frames_digest(folder: str | Path) -> str:
 
 
 def crop_square(box: Sequence[float], margin: float) -> tuple[int, int, int]:
-    """Integer square ``(x, y, side)`` centred on ``box``, its side the box's long side times ``1 + margin``."""
+    """Even integer square ``(x, y, side)`` centred on ``box``, its side the box's long side times
+    ``1 + margin`` (even, so the square covers whole 2x2 chroma blocks of an I420 frame)."""
     x1, y1, x2, y2 = (float(v) for v in box[:4])
-    side = max(2, int(round(max(x2 - x1, y2 - y1) * (1.0 + margin))))
-    return int(round((x1 + x2) / 2 - side / 2)), int(round((y1 + y2) / 2 - side / 2)), side
+    side = max(2, int(round(max(x2 - x1, y2 - y1) * (1.0 + margin) / 2)) * 2)
+    return (int(round((x1 + x2 - side) / 4)) * 2, int(round((y1 + y2 - side) / 4)) * 2, side)
 
 
-def face_crop(frame: np.ndarray, box: Sequence[float], margin: float, size: int) -> np.ndarray:
-    """BGR square crop of the I420 ``frame`` around ``box`` (black outside the frame), resized to ``size``."""
-    w, h = yuv.size(frame)
+def face_crop(frame: yuv.Pyramid, box: Sequence[float], margin: float, size: int) -> np.ndarray:
+    """I420 square crop around ``box`` (black outside the frame), resized to ``size`` x ``size``; cut from the
+    smallest pyramid level on which the square still spans ``size`` pixels."""
     x, y, side = crop_square(box, margin)
-    x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + side), min(h, y + side)
-    if x1 <= x0 or y1 <= y0:  # the face lies wholly outside the frame
-        return np.zeros((size, size, 3), np.uint8)
-    patch = yuv.region_bgr(frame, x0, y0, x1, y1)
-    pads = (y0 - y, y + side - y1, x0 - x, x + side - x1)
-    if any(pads):
-        patch = cv2.copyMakeBorder(patch, *pads, cv2.BORDER_CONSTANT, value=0)
-    interp = cv2.INTER_AREA if side >= size else cv2.INTER_LINEAR
-    return cv2.resize(patch, (size, size), interpolation=interp)
+    k = 0
+    while side >> (k + 1) >= size and frame.level(k + 1) is not None:
+        k += 1
+    x, y, side = (int(round(v / (2 << k))) * 2 for v in (x, y, side))  # on level k, still even
+    level = frame.level(k)
+    w, h = yuv.size(level)
+    out = []
+    for plane, scale, fill in zip(yuv.planes(level), (1, 2, 2), _BLACK_YUV):
+        px, py, ps, pw, ph = x // scale, y // scale, side // scale, w // scale, h // scale
+        x0, y0, x1, y1 = max(0, px), max(0, py), min(pw, px + ps), min(ph, py + ps)
+        if x1 <= x0 or y1 <= y0:  # the face lies wholly outside the frame
+            out.append(np.full((size // scale, size // scale), fill, np.uint8))
+            continue
+        patch = plane[y0:y1, x0:x1]
+        pads = (y0 - py, py + ps - y1, x0 - px, px + ps - x1)
+        if any(pads):
+            patch = cv2.copyMakeBorder(patch, *pads, cv2.BORDER_CONSTANT, value=fill)
+        # the level leaves less than 2x to shrink, where bilinear reads every source pixel (and is much faster)
+        interp = cv2.INTER_AREA if ps >= 2 * (size // scale) else cv2.INTER_LINEAR
+        out.append(cv2.resize(patch, (size // scale, size // scale), interpolation=interp))
+    return yuv.join(*out)
 
 
 def _jpeg(path: Path, image: np.ndarray, quality: int) -> str:
@@ -83,9 +97,9 @@ def scene_size(width: int, height: int, max_height: int) -> tuple[int, int]:
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
-def scene_frame(frame: np.ndarray, cfg: ExportConfig) -> np.ndarray:
-    """The I420 frame shrunk to the scene clips' size (the same array when no smaller)."""
-    return yuv.resize(frame, *scene_size(*yuv.size(frame), cfg.scene_max_height))
+def scene_frame(frame: yuv.Pyramid, cfg: ExportConfig) -> np.ndarray:
+    """The I420 frame at the scene clips' size (shared by every clip of the frame: do not write into it)."""
+    return frame.resize(*scene_size(*yuv.size(frame.frame), cfg.scene_max_height))
 
 
 def verify_clip(path: Path, num_frames: int, fps: Fraction) -> None:
@@ -133,21 +147,23 @@ class ClipWriter:
         self.written, self.hashes = 0, []
         self.encoders: list[H264Writer] = []
         try:
+            # one encoder thread each: clips are cut in parallel already, and x264's own threads cost more CPU
             self.encoders += [H264Writer(self.tmp / FACE_MP4, cfg.crop_size, cfg.crop_size, fps, cfg.crf, cfg.preset,
                                          threads=1),
-                              H264Writer(self.tmp / SCENE_MP4, sw, sh, fps, cfg.crf, cfg.preset)]
+                              H264Writer(self.tmp / SCENE_MP4, sw, sh, fps, cfg.crf, cfg.preset, threads=1)]
         except BaseException:
             self.abort()
             raise
 
-    def add(self, frame: np.ndarray, scene: np.ndarray | None = None) -> None:
-        """The next I420 frame, with its :func:`scene_frame` where the caller already has it."""
+    def add(self, frame: yuv.Pyramid) -> None:
+        """The next frame."""
         box = self.boxes[self.written]
         crop = face_crop(frame, box, self.cfg.crop_margin, self.cfg.crop_size)
-        self.hashes.append(_jpeg(self.tmp / FACE_DIR / frame_name(self.written), crop, self.cfg.jpeg_quality))
-        self.encoders[0].write(crop, "bgr24")
+        self.hashes.append(_jpeg(self.tmp / FACE_DIR / frame_name(self.written), yuv.to_bgr(crop),
+                                 self.cfg.jpeg_quality))
+        self.encoders[0].write(crop, "yuv420p")
         mark = tuple(int(round(v * self.k)) for v in box[:4])
-        self.encoders[1].write(scene_frame(frame, self.cfg) if scene is None else scene, "yuv420p",
+        self.encoders[1].write(scene_frame(frame, self.cfg), "yuv420p",
                                lambda y, u, v: yuv.draw_box(y, u, v, mark, _MARK_YUV, self.thickness))
         self.written += 1
 
@@ -182,7 +198,7 @@ def cut_clip(source: str | Path, start_frame: int, boxes: np.ndarray, folder: st
     writer = ClipWriter(folder, boxes, info.width, info.height, Fraction(fps or info.fps), cfg)
     try:
         for frame in decode_range(source, start_frame, start_frame + len(boxes)):
-            writer.add(frame)
+            writer.add(yuv.Pyramid(frame))
     except BaseException:
         writer.abort()
         raise
@@ -204,8 +220,8 @@ def recut_face_frames(source: str | Path, start_frame: int, end_frame: int, boxe
     frames_dir = Path(frames_dir)
     frames_dir.mkdir(parents=True, exist_ok=True)
     by_frame = _boxes_by_frame(boxes, start_frame, end_frame)
-    return _digest(_jpeg(frames_dir / frame_name(i), face_crop(frame, by_frame[start_frame + i], cfg.crop_margin,
-                                                               cfg.crop_size), cfg.jpeg_quality)
+    return _digest(_jpeg(frames_dir / frame_name(i), yuv.to_bgr(face_crop(
+        yuv.Pyramid(frame), by_frame[start_frame + i], cfg.crop_margin, cfg.crop_size)), cfg.jpeg_quality)
                    for i, frame in enumerate(decode_range(source, start_frame, end_frame)))
 
 
@@ -219,7 +235,7 @@ def cut_scene_frames(source: str | Path, start_frame: int, end_frame: int, frame
     tmp.mkdir(parents=True)
     try:
         for i, frame in enumerate(decode_range(source, start_frame, end_frame)):
-            _jpeg(tmp / frame_name(i), yuv.to_bgr(scene_frame(frame, cfg)), cfg.jpeg_quality)
+            _jpeg(tmp / frame_name(i), yuv.to_bgr(scene_frame(yuv.Pyramid(frame), cfg)), cfg.jpeg_quality)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -30,21 +30,64 @@ def join(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
-    """One plane resized; shrinking halves exactly while it can (OpenCV's fast path), then averages the rest."""
-    while plane.shape[1] >= 2 * width and plane.shape[0] >= 2 * height and not (plane.shape[0] | plane.shape[1]) & 1:
-        plane = cv2.resize(plane, (plane.shape[1] // 2, plane.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    """One plane resized (area averaging to shrink, bilinear to grow); the same array if unchanged."""
     if plane.shape[:2] == (height, width):
         return plane
     interp = cv2.INTER_AREA if width <= plane.shape[1] else cv2.INTER_LINEAR
     return cv2.resize(plane, (width, height), interpolation=interp)
 
 
-def resize(yuv: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The frame resized to even ``width`` x ``height``; the same array if unchanged."""
+def _resize(yuv: np.ndarray, width: int, height: int) -> np.ndarray:
     if size(yuv) == (width, height):
         return yuv
     y, u, v = planes(yuv)
     return join(_plane(y, width, height), _plane(u, width // 2, height // 2), _plane(v, width // 2, height // 2))
+
+
+class Pyramid:
+    """A decoded I420 frame and its exact 2x halvings (OpenCV's fast path), each made once, when first wanted:
+    every consumer of the frame (shot scoring, the detector, scene clips, face crops) shrinks from the
+    smallest level still at least its size, so a frame is halved once however many consumers it has.
+    Halving goes on while both sides stay multiples of 4 (the halves' chroma planes stay whole)."""
+
+    def __init__(self, frame: np.ndarray):
+        self.levels = [frame]
+        self._sized: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def frame(self) -> np.ndarray:
+        return self.levels[0]
+
+    def level(self, k: int) -> np.ndarray | None:
+        """Level ``k`` (the frame halved ``k`` times), or None when the frame does not halve that often."""
+        while len(self.levels) <= k:
+            w, h = size(self.levels[-1])
+            if w % 4 or h % 4:
+                return None
+            self.levels.append(_resize(self.levels[-1], w // 2, h // 2))
+        return self.levels[k]
+
+    def deepest(self, width: int, height: int) -> int:
+        """The index of the smallest level at least ``width`` x ``height``."""
+        k = 0
+        while (nxt := self.level(k + 1)) is not None and size(nxt)[0] >= width and size(nxt)[1] >= height:
+            k += 1
+        return k
+
+    def resize(self, width: int, height: int) -> np.ndarray:
+        """The frame at even ``width`` x ``height`` (made once per size; callers must not write into it)."""
+        if (width, height) not in self._sized:
+            self._sized[(width, height)] = _resize(self.levels[self.deepest(width, height)], width, height)
+        return self._sized[(width, height)]
+
+    @property
+    def nbytes(self) -> int:
+        return sum({id(a): a.nbytes for a in [*self.levels, *self._sized.values()]}.values())
+
+
+def resize(yuv: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The frame resized to even ``width`` x ``height``, through its halvings (see :class:`Pyramid`)."""
+    return Pyramid(yuv).resize(width, height)
 
 
 def to_bgr(yuv: np.ndarray) -> np.ndarray:
@@ -53,15 +96,6 @@ def to_bgr(yuv: np.ndarray) -> np.ndarray:
 
 def to_rgb(yuv: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
-
-
-def region_bgr(yuv: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-    """BGR pixels of ``[y0, y1) x [x0, x1)`` inside the frame; equal to the same slice of :func:`to_bgr`."""
-    ex0, ey0 = x0 & ~1, y0 & ~1  # chroma is shared by 2x2 pixel blocks: convert whole blocks
-    ex1, ey1 = (x1 + 1) & ~1, (y1 + 1) & ~1
-    y, u, v = planes(yuv)
-    block = join(y[ey0:ey1, ex0:ex1], u[ey0 // 2:ey1 // 2, ex0 // 2:ex1 // 2], v[ey0 // 2:ey1 // 2, ex0 // 2:ex1 // 2])
-    return to_bgr(block)[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
 
 
 def bgr_to_yuv(colour: tuple[int, int, int]) -> tuple[int, int, int]:

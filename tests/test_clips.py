@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import skimage.data
 import yaml
 from typer.testing import CliRunner
 
@@ -261,3 +262,41 @@ def test_a_long_shot_beyond_the_frame_buffer_gives_the_same_clips(run, standard_
     assert not result.skipped and result.clips == len(_good(run, "clips"))
     small = read_manifest(work / "parts" / ids["standard.mp4"], "clips").set_index("clip_id")
     assert small["sha256"].to_dict() == _good(run, "clips").set_index("clip_id")["sha256"].to_dict()
+
+
+def test_pending_clips_hold_the_decode_pass_rather_than_lose_frames(run, standard_video, tmp_path, monkeypatch):
+    """A buffer that holds any one shot, not the video: the decode pass waits for exports, so no clip is cut
+    by seeking (which re-decodes from a keyframe); the clips are the same."""
+    def no_seek(*args):
+        raise AssertionError(f"a clip was cut by seeking: {args}")
+
+    monkeypatch.setattr("pipeline.clips.decode_range", no_seek)
+    work = tmp_path / "held"
+    ids = make_workdir(work, [(standard_video.path, "Talkshow")])
+    longest = max(s.end - s.start for s in standard_video.shots)
+    frame_mb = standard_video.width * standard_video.height * 1.5 * 1.5 / 2**20  # with its shrunk copies
+    budget = int(longest * frame_mb * 1.3) + 1
+    assert budget < len(standard_video.shots) * longest * frame_mb / 2  # the video does not fit
+    cfg = load_config(run.config).model_copy(update={"clips": ClipsConfig(workers=1, buffer_mb=budget)})
+    result = process_source(work, ids["standard.mp4"], cfg)
+    held = read_manifest(work / "parts" / ids["standard.mp4"], "clips").set_index("clip_id")
+    assert result.clips == len(held) and held["sha256"].to_dict() == _good(run, "clips").set_index(
+        "clip_id")["sha256"].to_dict()
+
+
+@pytest.mark.parametrize("side", [100, 300, 500])
+def test_face_crop_from_the_frame_pyramid_matches_a_full_resolution_crop(side):
+    """Large faces are cut from a halved level of the frame; the crop shows the same pixels as the same square
+    cut from the full frame (a wrong level scale or offset would shift it by many pixels)."""
+    from pipeline.export import crop_square, face_crop
+
+    image = cv2.resize(skimage.data.astronaut(), (1280, 720))[:, :, ::-1].copy()  # BGR
+    frame = yuv.Pyramid(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420))
+    box = (640 - side / 2, 360 - side / 2, 640 + side / 2, 360 + side / 2)
+    got = yuv.to_bgr(face_crop(frame, box, 0.4, 224))
+    x, y, s = crop_square(box, 0.4)
+    assert len(frame.levels) == (2 if s >= 448 else 1)  # halved only where the crop still spans 224 pixels
+    step = 2 << (len(frame.levels) - 1)  # a level-k square sits on even level-k pixels: 2^(k+1) full ones
+    x, y, s = (int(round(v / step)) * step for v in (x, y, s))
+    want = cv2.resize(image[y:y + s, x:x + s], (224, 224), interpolation=cv2.INTER_AREA)
+    assert np.abs(got.astype(int) - want.astype(int)).mean() < 4

@@ -14,7 +14,8 @@ import skimage.data
 from onnx import TensorProto, helper
 
 import insightface
-from pipeline.faces import load_detector, models_dir, resolve_backend
+from pipeline import yuv
+from pipeline.faces import load_detector, models_dir, resolve_faces
 from pipeline.faces.scrfd import resolve_scrfd_model
 from pipeline.models import ModelNotFoundError
 from schemas.config import FacesConfig
@@ -43,9 +44,9 @@ def close_up(height: int, fill: float = 0.95) -> tuple[np.ndarray, tuple[float, 
     return frame, (ox + (fx1 - x1) * scale, oy + (fy1 - y1) * scale, ox + (fx2 - x1) * scale, oy + (fy2 - y1) * scale)
 
 
-@pytest.fixture(scope="module")
-def centerface(centerface_models_dir):  # noqa: F811
-    return load_detector(FacesConfig(models_dir=str(centerface_models_dir), device="cpu"))
+@pytest.fixture(scope="module", params=["fp32", "int8"])
+def centerface(request, centerface_models_dir):  # noqa: F811
+    return load_detector(FacesConfig(models_dir=str(centerface_models_dir), device="cpu", precision=request.param))
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +99,35 @@ def test_centerface_score_threshold_applies(centerface_models_dir, t1):  # noqa:
     detector = load_detector(FacesConfig(models_dir=str(centerface_models_dir), score_threshold=0.9))
     (dets,) = detector.detect([t1])
     assert 0 < len(dets) < 6 and (dets[:, 4] >= 0.9).all()
+
+
+def test_int8_centerface_finds_what_fp32_finds_in_every_frame(centerface_models_dir, standard_video):  # noqa: F811
+    """The quantized model, built once from the pinned one, against fp32 on every 4th frame of the test video."""
+    from pipeline.decode import read_frames
+    from pipeline.faces.quantize import int8_model
+
+    built = int8_model(centerface_models_dir)
+    stamp = built.stat().st_mtime_ns
+    assert int8_model(centerface_models_dir).stat().st_mtime_ns == stamp  # reused, not rebuilt
+    fp32, int8 = (load_detector(FacesConfig(models_dir=str(centerface_models_dir), device="cpu", precision=p))
+                  for p in ("fp32", "int8"))
+    frames = [yuv.to_rgb(f.yuv) for f in read_frames(standard_video.path) if f.index % 4 == 0]
+    faces = 0
+    for frame, want, got in zip(frames, fp32.detect(frames), int8.detect(frames)):
+        assert len(got) == len(want)
+        for box in want:
+            assert max(iou(box, other) for other in got) >= 0.7
+            faces += 1
+    assert faces > len(frames)  # the video is not mostly face-free: the comparison means something
+
+
+def test_precision_auto_is_int8_for_centerface_on_cpu_only(tmp_path):
+    cfg = FacesConfig(backend="centerface", models_dir=str(tmp_path), device="cpu")
+    assert resolve_faces(cfg).precision == "int8"
+    assert resolve_faces(cfg.model_copy(update={"precision": "fp32"})).precision == "fp32"
+    assert resolve_faces(FacesConfig(backend="scrfd", device="cpu")).precision == "fp32"
+    with pytest.raises(ValueError, match="int8 is built for centerface only"):
+        resolve_faces(FacesConfig(backend="scrfd", precision="int8"))
 
 
 def test_centerface_missing_model_says_how_to_fetch(tmp_path):
@@ -299,16 +329,16 @@ def test_auto_backend_is_scrfd_where_its_model_is_present(tmp_path):
     from schemas.config import BuildConfig
 
     auto = FacesConfig(models_dir=str(tmp_path), device="cpu")
-    offline = resolve_backend(auto)
+    offline = resolve_faces(auto)
     assert (offline.backend, offline.det_sizes) == ("centerface", [320])
     before = stage_config_hash(BuildConfig(faces=auto))
     pack = tmp_path / "buffalo_l"
     pack.mkdir()
     build_scrfd_model(pack / "det_10g.onnx")
-    production = resolve_backend(auto)
+    production = resolve_faces(auto)
     assert (production.backend, production.det_sizes) == ("scrfd", [640, 128])
     assert stage_config_hash(BuildConfig(faces=auto)) != before  # clips cut by another detector are redone
     detector = load_detector(auto.model_copy(update={"det_sizes": [128]}))
     assert detector.name == "scrfd"
     np.testing.assert_allclose(detector.detect([scrfd_frame()])[0], expected_scrfd_boxes(), atol=1e-3)
-    assert resolve_backend(FacesConfig(backend="centerface", models_dir=str(tmp_path))).backend == "centerface"
+    assert resolve_faces(FacesConfig(backend="centerface", models_dir=str(tmp_path))).backend == "centerface"

@@ -34,25 +34,32 @@ def models_dir(cfg: FacesConfig | None = None) -> Path:
     return Path(chosen or DEFAULT_MODELS_DIR).expanduser()
 
 
-def resolve_backend(cfg: FacesConfig) -> FacesConfig:
-    """``backend: auto`` made concrete: ``scrfd`` when ``cfg.scrfd_model`` (a det_*.onnx path, or an insightface
-    pack in the models directory) is present, the production default; else ``centerface``, the CPU/offline
-    default. Detection sizes left unset take the chosen backend's defaults."""
-    if cfg.backend != "auto":
-        return cfg
-    from pipeline.faces.scrfd import find_in_packs
+def resolve_faces(cfg: FacesConfig) -> FacesConfig:
+    """``auto`` settings made concrete. ``backend``: ``scrfd`` when ``cfg.scrfd_model`` (a det_*.onnx path, or an
+    insightface pack in the models directory) is present, the production default; else ``centerface``, the
+    CPU/offline default. ``precision``: ``int8`` for CenterFace on the CPU, else ``fp32``. Detection sizes left
+    unset take the chosen backend's defaults."""
+    backend, precision = cfg.backend, cfg.precision
+    if backend == "auto":
+        from pipeline.faces.scrfd import find_in_packs
 
-    folder = models_dir(cfg)
-    path = Path(cfg.scrfd_model).expanduser()
-    present = path.is_file() if path.suffix == ".onnx" else find_in_packs(cfg.scrfd_model, [folder / cfg.scrfd_model])
-    chosen = "scrfd" if present else "centerface"
-    return FacesConfig.model_validate({**cfg.model_dump(), "backend": chosen})
+        path = Path(cfg.scrfd_model).expanduser()
+        present = (path.is_file() if path.suffix == ".onnx"
+                   else find_in_packs(cfg.scrfd_model, [models_dir(cfg) / cfg.scrfd_model]))
+        backend = "scrfd" if present else "centerface"
+    if precision == "auto":
+        from pipeline.faces.runtime import uses_cuda
+
+        precision = "int8" if backend == "centerface" and not uses_cuda(cfg) else "fp32"
+    if backend != "centerface" and precision == "int8":
+        raise ValueError(f"faces.precision int8 is built for centerface only; use fp32 (or auto) with {backend}")
+    return FacesConfig.model_validate({**cfg.model_dump(), "backend": backend, "precision": precision})
 
 
 def load_detector(cfg: FacesConfig) -> FaceDetector:
-    """Build the detector named by ``cfg.backend`` (``auto``: see :func:`resolve_backend`); raises
+    """Build the detector named by ``cfg.backend`` (``auto`` settings: see :func:`resolve_faces`); raises
     ``ModelNotFoundError`` naming the fix if its model is absent."""
-    cfg = resolve_backend(cfg)
+    cfg = resolve_faces(cfg)
     if cfg.backend == "centerface":
         from pipeline.faces.centerface import CenterFaceDetector
 

@@ -31,13 +31,17 @@ class CenterFaceDetector:
 
     def __init__(self, cfg: FacesConfig, models_dir: Path):
         path = require_model("centerface", models_dir)
+        if cfg.precision == "int8":
+            from pipeline.faces.quantize import int8_model
+
+            path = int8_model(models_dir)
         self.det_size = cfg.det_sizes[0]
         self.score_threshold = cfg.score_threshold
         self.nms_threshold = cfg.nms_threshold
         self.batch_size = cfg.batch_size
         requested = requested_providers(cfg)
-        self.session = ort.InferenceSession(_dynamic_shapes(path), sess_options=session_options(cfg),
-                                            providers=requested)
+        self.session = ort.InferenceSession(dynamic_shapes(path).SerializeToString(),
+                                            sess_options=session_options(cfg), providers=requested)
         self.providers = check_providers(self.session, requested, f"CenterFace ({path})")
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -63,11 +67,19 @@ class CenterFaceDetector:
                 for i in range(len(frames))]
 
 
-def _dynamic_shapes(path: Path) -> bytes:
-    """The model with free batch and spatial sizes (it is stored with fixed 10x3x32x32 shapes)."""
+def dynamic_shapes(path: Path) -> onnx.ModelProto:
+    """The model with free batch and spatial sizes (the shipped one is stored with fixed 10x3x32x32 shapes),
+    cleared of an old exporter's habits: weights listed as graph inputs (kept from being folded) and unused
+    weights."""
     model = onnx.load(str(path))
+    used = {name for node in model.graph.node for name in node.input}
+    weights = [w for w in model.graph.initializer if w.name in used]
+    inputs = [v for v in model.graph.input if v.name not in {w.name for w in model.graph.initializer}]
+    del model.graph.initializer[:], model.graph.input[:]
+    model.graph.initializer.extend(weights)
+    model.graph.input.extend(inputs)
     for value in [*(v for v in model.graph.input if v.name == INPUT), *model.graph.output]:
         prefix = "" if value.name == INPUT else "out_"
         batch, _, height, width = value.type.tensor_type.shape.dim
         batch.dim_param, height.dim_param, width.dim_param = "batch", f"{prefix}height", f"{prefix}width"
-    return model.SerializeToString()
+    return model

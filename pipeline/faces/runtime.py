@@ -37,6 +37,11 @@ def requested_providers(cfg: FacesConfig) -> list[str]:
     return [CUDA, CPU]
 
 
+def uses_cuda(cfg: FacesConfig) -> bool:
+    """Whether the detector will ask for CUDA (see :func:`requested_providers`), without its warnings."""
+    return cfg.device != "cpu" and CUDA in ort.get_available_providers()
+
+
 def _has_nvidia_gpu() -> bool:
     return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
 
@@ -54,7 +59,7 @@ def session_options(cfg: FacesConfig) -> ort.SessionOptions:
     options.intra_op_num_threads = cfg.threads
     # no busy-waiting between runs: the decode and export threads of the clips stage need those cores
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3  # the CenterFace graph warns about unused initializers
+    options.log_severity_level = 3  # graph-optimisation notices: nothing a user can act on
     return options
 
 
