@@ -6,7 +6,7 @@ clip frames it wrote per source frame (each is encoded twice and written as a JP
 peak RSS (each run in a child process). Targets: <= 4x decode-only (aim 2x); 10-minute / 1-minute peak RSS
 < 1.3.
 
-    .venv/bin/python bench/clips.py [--long] [--stride N] [--det-size PX] [--out DIR]
+    .venv/bin/python bench/clips.py [--long] [--stride N] [--det-size PX] [--precision P] [--out DIR]
 """
 
 from __future__ import annotations
@@ -91,12 +91,13 @@ def main() -> None:
     parser.add_argument("--long-seconds", type=float, default=600.0, help="length of the long input")
     parser.add_argument("--stride", type=int, default=None, help="override faces.stride")
     parser.add_argument("--det-size", type=int, default=None, help="override faces.det_sizes with this one size")
+    parser.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto", help="faces.precision")
     parser.add_argument("--out", type=Path, default=None, help="folder for videos and work dirs (kept)")
     args = parser.parse_args()
     if args.child:
         return child(Path(args.child[0]), args.child[1])
 
-    from pipeline.faces import models_dir
+    from pipeline.faces import models_dir, resolve_faces
     from pipeline.models import fetch_model
     from schemas.config import BuildConfig
 
@@ -104,14 +105,15 @@ def main() -> None:
     fetch_model("centerface", models_dir(cfg.faces))
     faces = {"backend": "centerface", "models_dir": str(models_dir(cfg.faces)),
              **({"stride": args.stride} if args.stride else {}),
-             **({"det_sizes": [args.det_size]} if args.det_size else {})}
+             "precision": args.precision, **({"det_sizes": [args.det_size]} if args.det_size else {})}
     config = {"faces": faces}
     root = args.out or Path(tempfile.mkdtemp(prefix="ferv-bench-clips-"))
     root.mkdir(parents=True, exist_ok=True)
     rows = [bench(args.seconds, root, config)] + ([bench(args.long_seconds, root, config)] if args.long else [])
     chosen = BuildConfig.model_validate(config)
-    print(f"config: faces.stride={chosen.faces.stride}, det_sizes={chosen.faces.det_sizes}, backend="
-          f"{chosen.faces.backend} (CPU), export preset={chosen.export.preset}, "
+    used = resolve_faces(chosen.faces)
+    print(f"config: faces.stride={used.stride}, det_sizes={used.det_sizes}, backend={used.backend} "
+          f"({used.precision}, CPU), export preset={chosen.export.preset}, "
           f"scene_max_height={chosen.export.scene_max_height}, workers=1, {os.cpu_count()} CPUs")
     for r in rows:
         print(f"{r['seconds']:.0f} s {r['size']} ({r['frames']} frames): {r['fps']:.1f} frames/s, "

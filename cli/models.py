@@ -79,7 +79,9 @@ def list_models(
     console.print(table)
     from pipeline.faces import resolve_faces
 
-    console.print(f"faces.backend {faces.backend}: clips are cut with {resolve_faces(faces).backend}")
+    used = resolve_faces(faces)
+    console.print(f"faces.backend {faces.backend}, precision {faces.precision}: clips are cut with {used.backend} "
+                  f"({used.precision})")
 
 
 def register(app: typer.Typer) -> None:

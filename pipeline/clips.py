@@ -186,7 +186,7 @@ def _shots(path: Path, source_id: str, info: StreamInfo, cfg: BuildConfig, buffe
 
     shots: list[ShotRecord] = []
     frames = 0
-    for decoded in read_frames(path):
+    for decoded in read_frames(path, threads=cfg.clips.decode_threads):
         index, frame = decoded.index, yuv.Pyramid(decoded.yuv)
         cuts = scorer.add(index, yuv.to_bgr(frame.resize(*shot_size)))
         if index % cfg.faces.stride == 0:

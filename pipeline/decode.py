@@ -19,6 +19,7 @@ from typing import Iterator
 import av
 import numpy as np
 
+from pipeline import yuv
 from pipeline.media import VideoError
 
 _END = object()
@@ -55,15 +56,24 @@ def _stream(container: av.container.InputContainer, path: str | Path) -> av.vide
 
 
 def _i420(frame: av.VideoFrame) -> np.ndarray:
-    """The frame as I420 with even sides (other pixel formats and odd sides are converted)."""
+    """The frame as I420 with even sides (other pixel formats and odd sides are converted), copied once from
+    the decoder's padded planes."""
     width, height = frame.width & ~1, frame.height & ~1
     if frame.format.name != "yuv420p" or (width, height) != (frame.width, frame.height):
         frame = frame.reformat(width=width, height=height, format="yuv420p")
-    return frame.to_ndarray()
+    out = np.empty((height * 3 // 2, width), np.uint8)
+    for dst, plane in zip(yuv.planes(out), frame.planes):
+        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        dst[...] = rows[:dst.shape[0], :dst.shape[1]]
+    return out
 
 
-def _corrupt(path: str | Path, exc: BaseException) -> VideoError:
-    return VideoError(f"{path}: decoding failed ({exc}); the file is corrupt: re-download or remove it")
+def _corrupt(path: str | Path, exc: BaseException, decoded: int | None = None, declared: int = 0) -> VideoError:
+    """The error for a decode failure; with ``decoded`` frames of ``declared`` ones, where it happened."""
+    where = "" if decoded is None else f" after {decoded} frames" + (
+        f" of the {declared} its header declares" if declared else "")
+    damage = "truncated or damaged" if decoded is not None and decoded < declared else "corrupt"
+    return VideoError(f"{path}: decoding failed{where} ({exc}); the file is {damage}: re-download or remove it")
 
 
 def open_info(path: str | Path) -> StreamInfo:
@@ -77,10 +87,11 @@ def open_info(path: str | Path) -> StreamInfo:
         raise VideoError(f"{path}: cannot be opened as a video ({exc}); re-download or remove it") from exc
 
 
-def read_frames(path: str | Path, queue_size: int = 16) -> Iterator[DecodedFrame]:
-    """Decode ``path`` once, in order."""
+def read_frames(path: str | Path, queue_size: int = 16, threads: int = 0) -> Iterator[DecodedFrame]:
+    """Decode ``path`` once, in order, with ``threads`` decoder threads (0: FFmpeg's choice)."""
     items: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
+    declared = [0]  # frames the stream's header declares, once the reader has opened it
 
     def put(item) -> bool:
         while not stop.is_set():
@@ -95,6 +106,8 @@ def read_frames(path: str | Path, queue_size: int = 16) -> Iterator[DecodedFrame
         try:
             with av.open(str(path)) as container:
                 stream = _stream(container, path)
+                stream.codec_context.thread_count = threads
+                declared[0] = int(stream.frames or 0)
                 for index, frame in enumerate(container.decode(stream)):
                     if not put(DecodedFrame(index, _i420(frame))):
                         return
@@ -104,15 +117,17 @@ def read_frames(path: str | Path, queue_size: int = 16) -> Iterator[DecodedFrame
 
     thread = threading.Thread(target=reader, name=f"decode {Path(path).name}", daemon=True)
     thread.start()
+    decoded = 0
     try:
         while True:
             item = items.get()
             if item is _END:
                 return
             if isinstance(item, av.FFmpegError):
-                raise _corrupt(path, item) from item
+                raise _corrupt(path, item, decoded, declared[0]) from item
             if isinstance(item, BaseException):
                 raise item
+            decoded += 1
             yield item
     finally:
         stop.set()

@@ -143,7 +143,8 @@ class ClipWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
         (self.tmp / FACE_DIR).mkdir(parents=True)
         sw, sh = scene_size(width, height, cfg.scene_max_height)
-        self.k, self.thickness = sh / height, max(2, sh // 180)
+        self.marks = np.rint(np.asarray(boxes, float)[:, :4] * (sh / height)).astype(int).tolist()
+        self.thickness = max(2, sh // 180)
         self.written, self.hashes = 0, []
         self.encoders: list[H264Writer] = []
         try:
@@ -162,7 +163,7 @@ class ClipWriter:
         self.hashes.append(_jpeg(self.tmp / FACE_DIR / frame_name(self.written), yuv.to_bgr(crop),
                                  self.cfg.jpeg_quality))
         self.encoders[0].write(crop, "yuv420p")
-        mark = tuple(int(round(v * self.k)) for v in box[:4])
+        mark = self.marks[self.written]
         self.encoders[1].write(scene_frame(frame, self.cfg), "yuv420p",
                                lambda y, u, v: yuv.draw_box(y, u, v, mark, _MARK_YUV, self.thickness))
         self.written += 1

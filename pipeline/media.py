@@ -88,6 +88,7 @@ class H264Writer:
         self.stream.options = {"crf": str(crf), "preset": preset}
         self.stream.codec_context.thread_count = threads
         self.frame = av.VideoFrame(width, height, "yuv420p")
+        self.views: tuple[int, list[np.ndarray]] | None = None  # the frame's plane buffer, and views of its planes
 
     def write(self, image: np.ndarray, pix_fmt: str,
               overlay: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None) -> None:
@@ -97,12 +98,14 @@ class H264Writer:
             image = cv2.cvtColor(image, _TO_I420[pix_fmt])
         frame = self.frame
         frame.make_writable()  # one frame reused: copied first only if the encoder still holds its buffers
-        views = []
-        for plane, data in zip(frame.planes, yuv.planes(image)):
-            views.append(np.frombuffer(plane, np.uint8).reshape(data.shape[0], plane.line_size)[:, :data.shape[1]])
-            views[-1][...] = data
+        if self.views is None or self.views[0] != frame.planes[0].buffer_ptr:  # (re)allocated
+            self.views = (frame.planes[0].buffer_ptr, [
+                np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:plane.height, :plane.width]
+                for plane in frame.planes])
+        for view, data in zip(self.views[1], yuv.planes(image)):
+            view[...] = data
         if overlay is not None:
-            overlay(*views)
+            overlay(*self.views[1])
         frame.pts = self.count
         self.count += 1
         self.container.mux(self.stream.encode(frame))

@@ -125,6 +125,9 @@ class ClipsConfig(_Model):
     # decoded frames kept per worker for export (full size); shots longer than this are re-decoded by seeking
     buffer_mb: int = Field(512, ge=16)
     export_threads: int = Field(2, ge=1)  # threads per worker cutting closed shots' clips while decoding goes on
+    # decoder threads per source (0: FFmpeg's choice); the stage's own threads already fill the cores, and
+    # frame threading only adds contention
+    decode_threads: int = Field(1, ge=0)
 
 
 class LabelStudioConfig(_Model):

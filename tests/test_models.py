@@ -173,7 +173,7 @@ def test_cli_fetch_and_list(centerface_models_dir, index, tmp_path):  # noqa: F8
     assert "sha256 verified" in result.output and index.requests == []
     result = runner.invoke(app, ["models", "list", "--models-dir", str(centerface_models_dir)])
     assert result.exit_code == 0 and "centerface" in result.output and "ok" in result.output
-    assert "faces.backend auto: clips are cut with centerface" in result.output
+    assert "faces.backend auto, precision auto: clips are cut with centerface (int8)" in result.output
     result = runner.invoke(app, ["models", "list", "--models-dir", str(tmp_path)])
     assert "missing: run `ferv models fetch centerface`" in result.output
     result = runner.invoke(app, ["models", "fetch", "centerface", "--models-dir", str(tmp_path)])
