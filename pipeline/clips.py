@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -29,8 +29,9 @@ from pipeline import yuv
 from pipeline.decode import StreamInfo, decode_range, fit_width, open_info, read_frames
 from pipeline.export import ClipFiles, ClipWriter, existing_clip
 from pipeline.export import scene_size as export_scene_size
-from pipeline.faces import resolve_faces
+from pipeline.faces import models_dir, resolve_faces
 from pipeline.media import VideoError
+from pipeline.models import ModelNotFoundError
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.select import Candidate, blur_score, select_candidates
 from pipeline.shots import ShotScorer, shot_record
@@ -407,6 +408,17 @@ def _worker_config(cfg: BuildConfig, workers: int) -> BuildConfig:
     return cfg.model_copy(update={"faces": faces})
 
 
+def _build_shared_models(cfg: BuildConfig) -> None:
+    """Build derived model files (int8 CenterFace) once, before worker processes would each build them; a
+    missing model is left for each source to report."""
+    faces = resolve_faces(cfg.faces)
+    if faces.backend == "centerface" and faces.precision == "int8":
+        from pipeline.faces.quantize import int8_model
+
+        with suppress(ModelNotFoundError):
+            int8_model(models_dir(faces))
+
+
 def make_clips(workdir: Path, cfg: BuildConfig, progress: ProgressFn = no_progress,
                workers: int | None = None) -> ClipsSummary:
     """Run :func:`process_source` over every source (in parallel processes), record failures, then merge."""
@@ -436,6 +448,7 @@ def make_clips(workdir: Path, cfg: BuildConfig, progress: ProgressFn = no_progre
                 outcome = exc
             settle(sid, outcome)
     else:
+        _build_shared_models(cfg)
         wcfg = _worker_config(cfg, workers)
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(process_source, workdir, sid, wcfg): sid for sid in ids}
