@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import yuv
-from pipeline.decode import StreamInfo, decode_range, fit_width, open_info, read_frames
-from pipeline.export import ClipFiles, ClipWriter, existing_clip
+from pipeline.decode import StreamInfo, fit_width, open_info, read_frames
+from pipeline.export import ClipFiles, existing_clip, range_frames, write_clip
 from pipeline.export import scene_size as export_scene_size
 from pipeline.faces import models_dir, resolve_faces
 from pipeline.media import VideoError
@@ -233,9 +233,12 @@ class _Rows:
 @dataclass
 class _Pending:
     """A closed shot's rows, waiting for its clips to be cut."""
-    rows: _Rows
-    end_frame: int
+    rows: _Rows  # its one shot row, its tracks and rejects; its clips once cut
     clips: list[tuple[str, Candidate, Future]]  # track id, candidate, its ClipFiles to come
+
+    @property
+    def record(self) -> ShotRecord:
+        return self.rows.shots[0]
 
     def done(self) -> bool:
         return all(future.done() for _, _, future in self.clips)
@@ -267,19 +270,8 @@ def _cut(path: Path, folder: Path, start: int, boxes: np.ndarray, info: StreamIn
     there is kept."""
     if (files := existing_clip(folder, len(boxes))) is not None:
         return files
-    writer = ClipWriter(folder, boxes, info.width, info.height, info.fps, cfg.export)
-    try:
-        held = buffer.span(start, start + len(boxes))
-        if held is None:
-            for frame in decode_range(path, start, start + len(boxes)):
-                writer.add(yuv.Pyramid(frame))
-        else:
-            for frame in held:
-                writer.add(frame)
-    except BaseException:
-        writer.abort()
-        raise
-    files = writer.finish()
+    frames = buffer.span(start, start + len(boxes)) or range_frames(path, start, start + len(boxes))
+    files = write_clip(folder, boxes, info.width, info.height, info.fps, cfg.export, frames)
     written.append(folder)
     return files
 
@@ -336,11 +328,11 @@ def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
     rows, written = _Rows(), []
 
     def settle(shot: _Pending) -> None:  # in shot order: rows stay in order, frames are dropped behind
-        shot_index = shot.rows.shots[0].shot_index
         for tid, cand, future in shot.clips:
-            shot.rows.clips.append(_clip_record(workdir, row, info.fps, shot_index, tid, cand, future.result()))
+            shot.rows.clips.append(_clip_record(workdir, row, info.fps, shot.record.shot_index, tid, cand,
+                                                future.result()))
         rows.extend(shot.rows)
-        buffer.drop_before(shot.end_frame)
+        buffer.drop_before(shot.record.end_frame)
         progress(f"{source_id}: clips", len(rows.clips), None)
 
     def make_room(nbytes: int) -> None:  # the decode pass waits for pending clips rather than drop their frames
@@ -356,7 +348,7 @@ def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
                     while pending and pending[0].done():
                         settle(pending.popleft())
                     shot_rows, clips = _plan(workdir, source_id, info, cfg, shot)
-                    pending.append(_Pending(shot_rows, shot.record.end_frame, [
+                    pending.append(_Pending(shot_rows, [
                         (tid, cand, exporter.submit(_cut, path, folder, cand.start, boxes, info, cfg, buffer,
                                                     written)) for tid, cand, folder, boxes in clips]))
                 while pending:

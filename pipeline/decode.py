@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from pipeline import yuv
-from pipeline.media import VideoError
+from pipeline.media import VideoError, plane_arrays
 
 _END = object()
 _SEEK_MARGIN = 16  # frames before the wanted one to seek to (decoders reorder frames around keyframes)
@@ -62,9 +62,8 @@ def _i420(frame: av.VideoFrame) -> np.ndarray:
     if frame.format.name != "yuv420p" or (width, height) != (frame.width, frame.height):
         frame = frame.reformat(width=width, height=height, format="yuv420p")
     out = np.empty((height * 3 // 2, width), np.uint8)
-    for dst, plane in zip(yuv.planes(out), frame.planes):
-        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
-        dst[...] = rows[:dst.shape[0], :dst.shape[1]]
+    for dst, src in zip(yuv.planes(out), plane_arrays(frame)):
+        dst[...] = src
     return out
 
 

@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -189,6 +189,24 @@ class ClipWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def write_clip(folder: str | Path, boxes: np.ndarray, width: int, height: int, fps: Fraction, cfg: ExportConfig,
+               frames: Iterable[yuv.Pyramid]) -> ClipFiles:
+    """Write one clip (see :class:`ClipWriter`) from its frames in order; a failure leaves nothing behind."""
+    writer = ClipWriter(folder, boxes, width, height, fps, cfg)
+    try:
+        for frame in frames:
+            writer.add(frame)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.finish()
+
+
+def range_frames(source: str | Path, start_frame: int, end_frame: int) -> Iterator[yuv.Pyramid]:
+    """Frames ``[start_frame, end_frame)`` of ``source``, decoded by seeking (see :func:`decode_range`)."""
+    return (yuv.Pyramid(frame) for frame in decode_range(source, start_frame, end_frame))
+
+
 def cut_clip(source: str | Path, start_frame: int, boxes: np.ndarray, folder: str | Path, cfg: ExportConfig,
              fps: Fraction | None = None) -> ClipFiles:
     """Cut frames ``[start_frame, start_frame + len(boxes))`` of ``source`` into ``folder`` (see
@@ -196,14 +214,8 @@ def cut_clip(source: str | Path, start_frame: int, boxes: np.ndarray, folder: st
     if (done := existing_clip(folder, len(boxes))) is not None:
         return done
     info = open_info(source)
-    writer = ClipWriter(folder, boxes, info.width, info.height, Fraction(fps or info.fps), cfg)
-    try:
-        for frame in decode_range(source, start_frame, start_frame + len(boxes)):
-            writer.add(yuv.Pyramid(frame))
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.finish()
+    return write_clip(folder, boxes, info.width, info.height, Fraction(fps or info.fps), cfg,
+                      range_frames(source, start_frame, start_frame + len(boxes)))
 
 
 def _boxes_by_frame(boxes: Iterable, start_frame: int, end_frame: int) -> dict[int, Sequence[float]]:
@@ -222,8 +234,8 @@ def recut_face_frames(source: str | Path, start_frame: int, end_frame: int, boxe
     frames_dir.mkdir(parents=True, exist_ok=True)
     by_frame = _boxes_by_frame(boxes, start_frame, end_frame)
     return _digest(_jpeg(frames_dir / frame_name(i), yuv.to_bgr(face_crop(
-        yuv.Pyramid(frame), by_frame[start_frame + i], cfg.crop_margin, cfg.crop_size)), cfg.jpeg_quality)
-                   for i, frame in enumerate(decode_range(source, start_frame, end_frame)))
+        frame, by_frame[start_frame + i], cfg.crop_margin, cfg.crop_size)), cfg.jpeg_quality)
+                   for i, frame in enumerate(range_frames(source, start_frame, end_frame)))
 
 
 def cut_scene_frames(source: str | Path, start_frame: int, end_frame: int, frames_dir: str | Path,
@@ -235,8 +247,8 @@ def cut_scene_frames(source: str | Path, start_frame: int, end_frame: int, frame
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        for i, frame in enumerate(decode_range(source, start_frame, end_frame)):
-            _jpeg(tmp / frame_name(i), yuv.to_bgr(scene_frame(yuv.Pyramid(frame), cfg)), cfg.jpeg_quality)
+        for i, frame in enumerate(range_frames(source, start_frame, end_frame)):
+            _jpeg(tmp / frame_name(i), yuv.to_bgr(scene_frame(frame, cfg)), cfg.jpeg_quality)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

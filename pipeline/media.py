@@ -75,6 +75,11 @@ def probe(path: str | Path, count_frames: bool = False) -> VideoInfo:
 _TO_I420 = {"rgb24": cv2.COLOR_RGB2YUV_I420, "bgr24": cv2.COLOR_BGR2YUV_I420}
 
 
+def plane_arrays(frame: av.VideoFrame) -> list[np.ndarray]:
+    """Views of a frame's planes without their row padding (writable where the frame is)."""
+    return [np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:p.height, :p.width] for p in frame.planes]
+
+
 class H264Writer:
     """An in-process libx264 encoder writing a constant-frame-rate MP4 (yuv420p, ``+faststart``, zero start):
     frame ``i`` of :meth:`write` gets presentation time ``i / fps``."""
@@ -99,9 +104,7 @@ class H264Writer:
         frame = self.frame
         frame.make_writable()  # one frame reused: copied first only if the encoder still holds its buffers
         if self.views is None or self.views[0] != frame.planes[0].buffer_ptr:  # (re)allocated
-            self.views = (frame.planes[0].buffer_ptr, [
-                np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:plane.height, :plane.width]
-                for plane in frame.planes])
+            self.views = (frame.planes[0].buffer_ptr, plane_arrays(frame))
         for view, data in zip(self.views[1], yuv.planes(image)):
             view[...] = data
         if overlay is not None:

@@ -85,11 +85,6 @@ class Pyramid:
         return sum({id(a): a.nbytes for a in [*self.levels, *self._sized.values()]}.values())
 
 
-def resize(yuv: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The frame resized to even ``width`` x ``height``, through its halvings (see :class:`Pyramid`)."""
-    return Pyramid(yuv).resize(width, height)
-
-
 def to_bgr(yuv: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
 

@@ -56,7 +56,7 @@ class ShotsConfig(_Model):
 
 class FacesConfig(_Model):
     # auto: scrfd where its model (scrfd_model) is in the models directory, the production default; else
-    # centerface, the CPU/offline default (see pipeline.faces.resolve)
+    # centerface, the CPU/offline default (see pipeline.faces.resolve_faces)
     backend: Literal["auto", "centerface", "scrfd"] = "auto"
     models_dir: str | None = None  # default: $FERV_MODELS_DIR, else ~/.cache/ferv/models
     scrfd_model: str = "buffalo_l"  # an insightface pack name in models_dir, or a path to det_*.onnx
@@ -69,7 +69,7 @@ class FacesConfig(_Model):
     batch_size: int = Field(8, ge=1)  # frames per inference call where the backend batches (GPU)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0)  # onnxruntime intra-op threads per detector; 0 = its default (all cores)
-    # auto: int8 for centerface on the CPU (about 3.5x faster, same faces; see pipeline.faces.quantize),
+    # auto: int8 for centerface on the CPU (about 1.4x faster, same faces; see pipeline.faces.quantize),
     # else fp32; int8 is built for centerface only
     precision: Literal["auto", "fp32", "int8"] = "auto"
 
@@ -122,7 +122,8 @@ class ExportConfig(_Model):
 
 class ClipsConfig(_Model):
     workers: int = Field(0, ge=0)  # worker processes over sources; 0 = one per core, 1 = in-process
-    # decoded frames kept per worker for export (full size); shots longer than this are re-decoded by seeking
+    # decoded frames (with their shrunk copies) kept per worker for export; when full, decoding waits for
+    # pending clips, and only a shot longer than this has its early clips re-decoded by seeking
     buffer_mb: int = Field(512, ge=16)
     export_threads: int = Field(2, ge=1)  # threads per worker cutting closed shots' clips while decoding goes on
     # decoder threads per source (0: FFmpeg's choice); the stage's own threads already fill the cores, and

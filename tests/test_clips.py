@@ -76,7 +76,7 @@ def test_shot_detectors_on_shared_frames(standard_video, detector):
     scorer = ShotScorer(ShotsConfig(detector=detector), info.fps)
     size = fit_width(info.width, info.height, 256)
     cuts = [c for frame in read_frames(standard_video.path) for c in scorer.add(frame.index, yuv.to_bgr(
-        yuv.resize(frame.yuv, *size)))]
+        yuv.Pyramid(frame.yuv).resize(*size)))]
     cuts += scorer.finish()
     assert cuts == sorted(set(cuts))  # handed out once each, in order
     assert all(min(abs(c - t) for c in cuts) <= 2 for t in standard_video.cuts), cuts
@@ -270,7 +270,7 @@ def test_pending_clips_hold_the_decode_pass_rather_than_lose_frames(run, standar
     def no_seek(*args):
         raise AssertionError(f"a clip was cut by seeking: {args}")
 
-    monkeypatch.setattr("pipeline.clips.decode_range", no_seek)
+    monkeypatch.setattr("pipeline.clips.range_frames", no_seek)
     work = tmp_path / "held"
     ids = make_workdir(work, [(standard_video.path, "Talkshow")])
     longest = max(s.end - s.start for s in standard_video.shots)

@@ -34,14 +34,16 @@ class CenterFaceDetector:
         if cfg.precision == "int8":
             from pipeline.faces.quantize import int8_model
 
-            path = int8_model(models_dir)
+            path = int8_model(models_dir)  # built from dynamic_shapes(): loaded as it is
+            model = str(path)
+        else:
+            model = dynamic_shapes(path).SerializeToString()
         self.det_size = cfg.det_sizes[0]
         self.score_threshold = cfg.score_threshold
         self.nms_threshold = cfg.nms_threshold
         self.batch_size = cfg.batch_size
         requested = requested_providers(cfg)
-        self.session = ort.InferenceSession(dynamic_shapes(path).SerializeToString(),
-                                            sess_options=session_options(cfg), providers=requested)
+        self.session = ort.InferenceSession(model, sess_options=session_options(cfg), providers=requested)
         self.providers = check_providers(self.session, requested, f"CenterFace ({path})")
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -73,8 +75,9 @@ def dynamic_shapes(path: Path) -> onnx.ModelProto:
     weights."""
     model = onnx.load(str(path))
     used = {name for node in model.graph.node for name in node.input}
+    names = {w.name for w in model.graph.initializer}
     weights = [w for w in model.graph.initializer if w.name in used]
-    inputs = [v for v in model.graph.input if v.name not in {w.name for w in model.graph.initializer}]
+    inputs = [v for v in model.graph.input if v.name not in names]
     del model.graph.initializer[:], model.graph.input[:]
     model.graph.initializer.extend(weights)
     model.graph.input.extend(inputs)

@@ -17,29 +17,26 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
 
-def requested_providers(cfg: FacesConfig) -> list[str]:
-    """Providers to ask for: CUDA then CPU when CUDA is available (``device: auto``) or asked for."""
-    if cfg.device == "cpu":
-        return [CPU]
-    if cfg.device == "cuda":
-        if CUDA not in ort.get_available_providers():
-            log.warning("faces.device is 'cuda' but this onnxruntime has no %s (available: %s); install "
-                        "onnxruntime-gpu after insightface. Face detection runs on the CPU.",
-                        CUDA, ort.get_available_providers())
-            return [CPU]
-    elif CUDA not in ort.get_available_providers():
-        if _has_nvidia_gpu():
-            log.warning("an NVIDIA GPU is present but this onnxruntime has no %s: the CPU-only onnxruntime "
-                        "(pulled in by insightface) shadows onnxruntime-gpu; reinstall onnxruntime-gpu after "
-                        "insightface. Face detection runs on the CPU.", CUDA)
-        return [CPU]
-    _preload_cuda()
-    return [CUDA, CPU]
-
-
 def uses_cuda(cfg: FacesConfig) -> bool:
-    """Whether the detector will ask for CUDA (see :func:`requested_providers`), without its warnings."""
+    """Whether the detector asks for CUDA: not ``device: cpu``, and this onnxruntime has the CUDA provider."""
     return cfg.device != "cpu" and CUDA in ort.get_available_providers()
+
+
+def requested_providers(cfg: FacesConfig) -> list[str]:
+    """Providers to ask for: CUDA then CPU when CUDA is available (``device: auto``) or asked for; a warning
+    where CUDA was asked for, or a GPU is present, but this onnxruntime lacks it."""
+    if uses_cuda(cfg):
+        _preload_cuda()
+        return [CUDA, CPU]
+    if cfg.device == "cuda":
+        log.warning("faces.device is 'cuda' but this onnxruntime has no %s (available: %s); install "
+                    "onnxruntime-gpu after insightface. Face detection runs on the CPU.",
+                    CUDA, ort.get_available_providers())
+    elif cfg.device == "auto" and _has_nvidia_gpu():
+        log.warning("an NVIDIA GPU is present but this onnxruntime has no %s: the CPU-only onnxruntime "
+                    "(pulled in by insightface) shadows onnxruntime-gpu; reinstall onnxruntime-gpu after "
+                    "insightface. Face detection runs on the CPU.", CUDA)
+    return [CPU]
 
 
 def _has_nvidia_gpu() -> bool:
