@@ -188,13 +188,13 @@ def _shots(path: Path, source_id: str, info: StreamInfo, cfg: BuildConfig, buffe
     shots: list[ShotRecord] = []
     frames = 0
     for decoded in read_frames(path, threads=cfg.clips.decode_threads):
-        index, frame = decoded.index, yuv.Pyramid(decoded.yuv)
+        index, frame = decoded.index, yuv.Pyramid(decoded.planes)
         cuts = scorer.add(index, yuv.to_bgr(frame.resize(*shot_size)))
         if index % cfg.faces.stride == 0:
-            batch.append((index, yuv.to_rgb(frame.resize(*face_size)), yuv.planes(frame.frame)[0]))
+            batch.append((index, yuv.to_rgb(frame.resize(*face_size)), frame.level(0)[0]))
             if len(batch) >= cfg.faces.batch_size:
                 flush()
-        frame.resize(*scene_size)  # made here, where it is halved anyway, not once per exporter thread
+        frame.planes_at(*scene_size)  # made here, where it is halved anyway, not once per exporter thread
         buffer.push(index, frame)
         for cut in cuts:
             yield close(cut)
@@ -345,7 +345,9 @@ def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
               ThreadPoolExecutor(cfg.clips.export_threads, thread_name_prefix=f"export {source_id}") as exporter):
             try:
                 for shot in _shots(path, source_id, info, cfg, buffer, progress):
-                    while pending and pending[0].done():
+                    # two shots export while the next is decoded: running further ahead would only hold more
+                    # frames, and touching fresh memory costs CPU time the exporters need
+                    while len(pending) > 1 or (pending and pending[0].done()):
                         settle(pending.popleft())
                     shot_rows, clips = _plan(workdir, source_id, info, cfg, shot)
                     pending.append(_Pending(shot_rows, [

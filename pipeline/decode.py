@@ -1,9 +1,9 @@
 """Decoding: one threaded PyAV pass per source, and frame-accurate ranges by seeking.
 
-:func:`read_frames` decodes in a reader thread behind a bounded queue and hands out every frame as an I420
-array (:mod:`pipeline.yuv`); an exception in the reader is re-raised in the caller. :func:`decode_range`
-seeks to frames ``[start, end)`` (numbered in presentation order from 0, as :func:`read_frames` numbers
-them) and returns exactly those frames.
+:func:`read_frames` decodes in a reader thread behind a bounded queue and hands out every frame as views of
+its Y, U and V planes (:mod:`pipeline.yuv`); an exception in the reader is re-raised in the caller.
+:func:`decode_range` seeks to frames ``[start, end)`` (numbered in presentation order from 0, as
+:func:`read_frames` numbers them) and returns exactly those frames.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Iterator
 
 import av
-import numpy as np
-
 from pipeline import yuv
 from pipeline.media import VideoError, plane_arrays
 
@@ -44,7 +42,7 @@ class StreamInfo:
 @dataclass(frozen=True)
 class DecodedFrame:
     index: int
-    yuv: np.ndarray  # I420, (height * 3 // 2, width)
+    planes: yuv.Planes  # views of the decoder's frame, which they keep alive
 
 
 def _stream(container: av.container.InputContainer, path: str | Path) -> av.video.stream.VideoStream:
@@ -55,16 +53,17 @@ def _stream(container: av.container.InputContainer, path: str | Path) -> av.vide
     return stream
 
 
-def _i420(frame: av.VideoFrame) -> np.ndarray:
-    """The frame as I420 with even sides (other pixel formats and odd sides are converted), copied once from
-    the decoder's padded planes."""
+def _planes(frame: av.VideoFrame) -> yuv.Planes:
+    """Views of the frame's Y, U and V planes, even-sided (other pixel formats and odd sides are converted).
+    No copy: FFmpeg never writes into a frame it has handed out, and its buffer pool reuses the memory once the
+    views are gone."""
     width, height = frame.width & ~1, frame.height & ~1
     if frame.format.name != "yuv420p" or (width, height) != (frame.width, frame.height):
         frame = frame.reformat(width=width, height=height, format="yuv420p")
-    out = np.empty((height * 3 // 2, width), np.uint8)
-    for dst, src in zip(yuv.planes(out), plane_arrays(frame)):
-        dst[...] = src
-    return out
+    y, u, v = plane_arrays(frame)
+    for plane in (y, u, v):
+        plane.flags.writeable = False
+    return y, u, v
 
 
 def _corrupt(path: str | Path, exc: BaseException, decoded: int | None = None, declared: int = 0) -> VideoError:
@@ -108,7 +107,7 @@ def read_frames(path: str | Path, queue_size: int = 16, threads: int = 0) -> Ite
                 stream.codec_context.thread_count = threads
                 declared[0] = int(stream.frames or 0)
                 for index, frame in enumerate(container.decode(stream)):
-                    if not put(DecodedFrame(index, _i420(frame))):
+                    if not put(DecodedFrame(index, _planes(frame))):
                         return
             put(_END)
         except BaseException as exc:  # handed to the consumer, which re-raises it
@@ -141,8 +140,8 @@ def _frame_times(path: str, mtime_ns: int, size: int) -> tuple[int, ...]:
         return tuple(sorted(p.pts for p in container.demux(stream) if p.pts is not None and not p.is_discard))
 
 
-def decode_range(path: str | Path, start: int, end: int) -> Iterator[np.ndarray]:
-    """Frames ``[start, end)`` of ``path`` as I420 arrays: seek near ``start``, decode forward, and number
+def decode_range(path: str | Path, start: int, end: int) -> Iterator[yuv.Planes]:
+    """Frames ``[start, end)`` of ``path`` as plane views (see :func:`read_frames`): seek near ``start``, decode forward, and number
     frames by their place in the sorted presentation times of the stream's packets."""
     try:
         stat = Path(path).stat()
@@ -162,7 +161,7 @@ def decode_range(path: str | Path, start: int, end: int) -> Iterator[np.ndarray]
                         continue
                     if index != got:  # landed after the start (or a frame is missing): retry from the top
                         break
-                    yield _i420(frame)
+                    yield _planes(frame)
                     got += 1
                     if got == end:
                         return

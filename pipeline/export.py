@@ -56,11 +56,9 @@ def face_crop(frame: yuv.Pyramid, box: Sequence[float], margin: float, size: int
     while side >> (k + 1) >= size and frame.level(k + 1) is not None:
         k += 1
     x, y, side = (int(round(v / (2 << k))) * 2 for v in (x, y, side))  # on level k, still even
-    level = frame.level(k)
-    w, h = yuv.size(level)
     out = []
-    for plane, scale, fill in zip(yuv.planes(level), (1, 2, 2), _BLACK_YUV):
-        px, py, ps, pw, ph = x // scale, y // scale, side // scale, w // scale, h // scale
+    for plane, scale, fill in zip(frame.level(k), (1, 2, 2), _BLACK_YUV):
+        px, py, ps, (ph, pw) = x // scale, y // scale, side // scale, plane.shape
         x0, y0, x1, y1 = max(0, px), max(0, py), min(pw, px + ps), min(ph, py + ps)
         if x1 <= x0 or y1 <= y0:  # the face lies wholly outside the frame
             out.append(np.full((size // scale, size // scale), fill, np.uint8))
@@ -69,9 +67,8 @@ def face_crop(frame: yuv.Pyramid, box: Sequence[float], margin: float, size: int
         pads = (y0 - py, py + ps - y1, x0 - px, px + ps - x1)
         if any(pads):
             patch = cv2.copyMakeBorder(patch, *pads, cv2.BORDER_CONSTANT, value=fill)
-        # the level leaves less than 2x to shrink, where bilinear reads every source pixel (and is much faster)
-        interp = cv2.INTER_AREA if ps >= 2 * (size // scale) else cv2.INTER_LINEAR
-        out.append(cv2.resize(patch, (size // scale, size // scale), interpolation=interp))
+        side_out = size // scale
+        out.append(cv2.resize(patch, (side_out, side_out), interpolation=yuv.interpolation(ps, side_out)))
     return yuv.join(*out)
 
 
@@ -97,14 +94,14 @@ def scene_size(width: int, height: int, max_height: int) -> tuple[int, int]:
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 
-def scene_frame(frame: yuv.Pyramid, cfg: ExportConfig) -> np.ndarray:
-    """The I420 frame at the scene clips' size (shared by every clip of the frame: do not write into it)."""
-    return frame.resize(*scene_size(*yuv.size(frame.frame), cfg.scene_max_height))
+def scene_frame(frame: yuv.Pyramid, cfg: ExportConfig) -> yuv.Planes:
+    """The frame's planes at the scene clips' size (shared by every clip of the frame: do not write into them)."""
+    return frame.planes_at(*scene_size(*frame.size, cfg.scene_max_height))
 
 
 def verify_clip(path: Path, num_frames: int, fps: Fraction) -> None:
     """Probe a written clip: exactly ``num_frames`` frames lasting ``num_frames / fps`` seconds."""
-    info = probe(path, count_frames=True)
+    info = probe(path, count_frames=True, decode=False)
     if info.num_frames != num_frames or abs(info.duration_s - num_frames / fps) > 1.5 / float(fps):
         raise VideoError(f"{path}: written clip has {info.num_frames} frames / {info.duration_s:.3f} s, expected "
                          f"{num_frames} / {float(num_frames / fps):.3f} s; delete it and re-run `ferv clips`")
@@ -149,9 +146,9 @@ class ClipWriter:
         self.encoders: list[H264Writer] = []
         try:
             # one encoder thread each: clips are cut in parallel already, and x264's own threads cost more CPU
-            self.encoders += [H264Writer(self.tmp / FACE_MP4, cfg.crop_size, cfg.crop_size, fps, cfg.crf, cfg.preset,
-                                         threads=1),
-                              H264Writer(self.tmp / SCENE_MP4, sw, sh, fps, cfg.crf, cfg.preset, threads=1)]
+            for name, (w, h) in ((FACE_MP4, (cfg.crop_size, cfg.crop_size)), (SCENE_MP4, (sw, sh))):
+                self.encoders.append(H264Writer(self.tmp / name, w, h, fps, cfg.qp, cfg.preset, threads=1,
+                                                constant_qp=True))
         except BaseException:
             self.abort()
             raise
@@ -248,7 +245,7 @@ def cut_scene_frames(source: str | Path, start_frame: int, end_frame: int, frame
     tmp.mkdir(parents=True)
     try:
         for i, frame in enumerate(range_frames(source, start_frame, end_frame)):
-            _jpeg(tmp / frame_name(i), yuv.to_bgr(scene_frame(frame, cfg)), cfg.jpeg_quality)
+            _jpeg(tmp / frame_name(i), yuv.to_bgr(yuv.join(*scene_frame(frame, cfg))), cfg.jpeg_quality)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,4 +1,5 @@
-"""Decoded frames as I420 (planar YUV 4:2:0) numpy arrays, shape ``(height * 3 // 2, width)``, even sides.
+"""Decoded frames in I420 (planar YUV 4:2:0), even-sided: one numpy array of shape ``(height * 3 // 2, width)``,
+or its Y, U and V planes (:data:`Planes`, such as views of a decoder's frame).
 
 Decoders hand out YUV; keeping frames in it until a consumer needs something else saves a full-frame colour
 conversion per frame: shrinking works on the planes, and only small images (shot-scoring frames, detector
@@ -7,8 +8,13 @@ inputs, face-crop regions) are converted to BGR or RGB (OpenCV, BT.601 limited r
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
+
+
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]  # Y (h x w), U and V (h/2 x w/2); rows may be padded
 
 
 def size(yuv: np.ndarray) -> tuple[int, int]:
@@ -16,7 +22,7 @@ def size(yuv: np.ndarray) -> tuple[int, int]:
     return yuv.shape[1], yuv.shape[0] * 2 // 3
 
 
-def planes(yuv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def planes(yuv: np.ndarray) -> Planes:
     """Views of the Y (h x w), U and V (h/2 x w/2) planes."""
     w, h = size(yuv)
     chroma = yuv[h:].reshape(2, h // 2, w // 2)
@@ -25,64 +31,82 @@ def planes(yuv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def join(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """One I420 array from its planes."""
-    h, w = y.shape
-    return np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
+    out = np.empty((y.shape[0] * 3 // 2, y.shape[1]), np.uint8)
+    for dst, src in zip(planes(out), (y, u, v)):
+        dst[...] = src
+    return out
 
 
-def _plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
-    """One plane resized (area averaging to shrink, bilinear to grow); the same array if unchanged."""
-    if plane.shape[:2] == (height, width):
-        return plane
-    interp = cv2.INTER_AREA if width <= plane.shape[1] else cv2.INTER_LINEAR
-    return cv2.resize(plane, (width, height), interpolation=interp)
+def interpolation(src_side: int, dst_side: int) -> int:
+    """Area averaging to shrink 2x or more; bilinear under 2x (it still reads every source pixel, and is much
+    faster) and to grow."""
+    return cv2.INTER_AREA if src_side >= 2 * dst_side else cv2.INTER_LINEAR
 
 
-def _resize(yuv: np.ndarray, width: int, height: int) -> np.ndarray:
-    if size(yuv) == (width, height):
-        return yuv
-    y, u, v = planes(yuv)
-    return join(_plane(y, width, height), _plane(u, width // 2, height // 2), _plane(v, width // 2, height // 2))
+def _resize(src: Planes, width: int, height: int) -> np.ndarray:
+    """The planes resized into one new I420 array."""
+    out = np.empty((height * 3 // 2, width), np.uint8)
+    for dst, plane in zip(planes(out), src):
+        if plane.shape == dst.shape:
+            dst[...] = plane
+        else:
+            cv2.resize(plane, dst.shape[::-1], dst=dst, interpolation=interpolation(plane.shape[1], dst.shape[1]))
+    return out
 
 
 class Pyramid:
     """A decoded I420 frame and its exact 2x halvings (OpenCV's fast path), each made once, when first wanted:
     every consumer of the frame (shot scoring, the detector, scene clips, face crops) shrinks from the
     smallest level still at least its size, so a frame is halved once however many consumers it has.
-    Halving goes on while both sides stay multiples of 4 (the halves' chroma planes stay whole)."""
+    Halving goes on while both sides stay multiples of 4 (the halves' chroma planes stay whole). The frame may
+    be an I420 array or the plane views of a decoder's frame (no copy)."""
 
-    def __init__(self, frame: np.ndarray):
-        self.levels = [frame]
-        self._sized: dict[tuple[int, int], np.ndarray] = {}
+    _grow = threading.Lock()
+
+    def __init__(self, frame: np.ndarray | Planes):
+        self.levels: list[Planes] = [planes(frame) if isinstance(frame, np.ndarray) else tuple(frame)]
+        self._sized: dict[tuple[int, int], np.ndarray] = {}  # I420 arrays by size (halvings included)
 
     @property
-    def frame(self) -> np.ndarray:
-        return self.levels[0]
+    def size(self) -> tuple[int, int]:
+        return self.levels[0][0].shape[::-1]
 
-    def level(self, k: int) -> np.ndarray | None:
+    def level(self, k: int) -> Planes | None:
         """Level ``k`` (the frame halved ``k`` times), or None when the frame does not halve that often."""
-        while len(self.levels) <= k:
-            w, h = size(self.levels[-1])
+        while (n := len(self.levels)) <= k:
+            h, w = self.levels[-1][0].shape
             if w % 4 or h % 4:
                 return None
-            self.levels.append(_resize(self.levels[-1], w // 2, h // 2))
+            half = _resize(self.levels[-1], w // 2, h // 2)
+            with self._grow:  # exporter threads may halve the same frame at once: the first one's level stays
+                if len(self.levels) == n:
+                    self._sized[(w // 2, h // 2)] = half
+                    self.levels.append(planes(half))
         return self.levels[k]
 
     def deepest(self, width: int, height: int) -> int:
-        """The index of the smallest level at least ``width`` x ``height``."""
-        k = 0
-        while (nxt := self.level(k + 1)) is not None and size(nxt)[0] >= width and size(nxt)[1] >= height:
-            k += 1
+        """The index of the smallest level at least ``width`` x ``height`` (levels beyond it are not made)."""
+        k, (h, w) = 0, self.levels[0][0].shape
+        while w % 4 == 0 and h % 4 == 0 and w // 2 >= width and h // 2 >= height:
+            k, w, h = k + 1, w // 2, h // 2
         return k
 
+    def planes_at(self, width: int, height: int) -> Planes:
+        """The frame's planes at even ``width`` x ``height``: a level's own where one has that size (no copy),
+        else :meth:`resize`'s. Callers must not write into them."""
+        level = self.level(self.deepest(width, height))
+        return level if level[0].shape == (height, width) else planes(self.resize(width, height))
+
     def resize(self, width: int, height: int) -> np.ndarray:
-        """The frame at even ``width`` x ``height`` (made once per size; callers must not write into it)."""
+        """The frame as one I420 array of even ``width`` x ``height`` (made once per size, a copy where the
+        decoder's frame has that size; callers must not write into it)."""
         if (width, height) not in self._sized:
-            self._sized[(width, height)] = _resize(self.levels[self.deepest(width, height)], width, height)
+            self._sized[(width, height)] = _resize(self.level(self.deepest(width, height)), width, height)
         return self._sized[(width, height)]
 
     @property
     def nbytes(self) -> int:
-        return sum({id(a): a.nbytes for a in [*self.levels, *self._sized.values()]}.values())
+        return sum(p.nbytes for p in self.levels[0]) + sum(a.nbytes for a in self._sized.values())
 
 
 def to_bgr(yuv: np.ndarray) -> np.ndarray:

@@ -21,8 +21,8 @@ from cli.app import app
 from pipeline import yuv
 from pipeline.clips import process_source
 from pipeline.decode import decode_range, fit_width, open_info, read_frames
-from pipeline.export import cut_scene_frames, frames_digest, recut_face_frames
-from pipeline.media import VideoError, probe
+from pipeline.export import cut_scene_frames, frames_digest, recut_face_frames, verify_clip
+from pipeline.media import VideoError, probe, write_video
 from pipeline.samples import demo_sources
 from pipeline.select import select_candidates
 from pipeline.shots import ShotScorer
@@ -76,7 +76,7 @@ def test_shot_detectors_on_shared_frames(standard_video, detector):
     scorer = ShotScorer(ShotsConfig(detector=detector), info.fps)
     size = fit_width(info.width, info.height, 256)
     cuts = [c for frame in read_frames(standard_video.path) for c in scorer.add(frame.index, yuv.to_bgr(
-        yuv.Pyramid(frame.yuv).resize(*size)))]
+        yuv.Pyramid(frame.planes).resize(*size)))]
     cuts += scorer.finish()
     assert cuts == sorted(set(cuts))  # handed out once each, in order
     assert all(min(abs(c - t) for c in cuts) <= 2 for t in standard_video.cuts), cuts
@@ -223,10 +223,21 @@ def test_demo_sources_are_scene_folders(tmp_path):
     assert (info.width, info.height, info.fps) == (640, 360, Fraction(25)) and info.num_frames == 225
 
 
+def test_clip_verification_rejects_a_short_or_broken_file(tmp_path):
+    path = tmp_path / "clip.mp4"
+    write_video(path, (np.full((64, 96, 3), i * 20, np.uint8) for i in range(5)), fps=25)
+    verify_clip(path, 5, Fraction(25))
+    with pytest.raises(VideoError, match="written clip has 5 frames"):
+        verify_clip(path, 6, Fraction(25))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # cut short: its index is at the front
+    with pytest.raises(VideoError):
+        verify_clip(path, 5, Fraction(25))
+
+
 def test_range_decode_is_frame_accurate(standard_video):
     path, start = standard_video.path, standard_video.shot("astro_pan").start + 37
-    wanted = {f.index: f.yuv for f in read_frames(path) if start - 1 <= f.index <= start + 1}
-    got = list(decode_range(path, start, start + 2))
+    wanted = {f.index: yuv.join(*f.planes) for f in read_frames(path) if start - 1 <= f.index <= start + 1}
+    got = [yuv.join(*planes) for planes in decode_range(path, start, start + 2)]
     assert len(got) == 2 and np.array_equal(got[0], wanted[start]) and np.array_equal(got[1], wanted[start + 1])
     assert not np.array_equal(got[0], wanted[start - 1])
     with pytest.raises(VideoError, match="outside its"):

@@ -111,7 +111,7 @@ def test_int8_centerface_finds_what_fp32_finds_in_every_frame(centerface_models_
     assert int8_model(centerface_models_dir).stat().st_mtime_ns == stamp  # reused, not rebuilt
     fp32, int8 = (load_detector(FacesConfig(models_dir=str(centerface_models_dir), device="cpu", precision=p))
                   for p in ("fp32", "int8"))
-    frames = [yuv.to_rgb(f.yuv) for f in read_frames(standard_video.path) if f.index % 4 == 0]
+    frames = [yuv.to_rgb(yuv.join(*f.planes)) for f in read_frames(standard_video.path) if f.index % 4 == 0]
     faces = 0
     for frame, want, got in zip(frames, fp32.detect(frames), int8.detect(frames)):
         assert len(got) == len(want)

@@ -52,7 +52,9 @@ def rebuild_release(metadata: Path, sources_dir: Path, out: Path, progress: Prog
     metadata, out = Path(metadata), Path(out)
     check_target(out)
     meta, kv = read_metadata(metadata)
-    export = ExportConfig.model_validate(json.loads(kv.get("ferv.export_config", "{}")))
+    # settings an older ferv recorded that no longer exist (crf) shaped only the MP4s, which are not rebuilt
+    recorded = json.loads(kv.get("ferv.export_config", "{}"))
+    export = ExportConfig.model_validate({k: v for k, v in recorded.items() if k in ExportConfig.model_fields})
     scene_frames = json.loads(kv.get("ferv.scene_frames", "false"))
     wanted = dict(zip(meta["source_id"], meta["source_sha256"]))
     found, problems = find_sources(Path(sources_dir), wanted)
