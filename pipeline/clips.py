@@ -8,16 +8,16 @@ marker holding the hash of the settings that shape them; a source whose marker m
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
-import threading
 import time
 from collections import deque
 from contextlib import contextmanager, suppress
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from fractions import Fraction
-from multiprocessing import get_context
+from multiprocessing import current_process, get_context
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,7 +28,6 @@ import pandas as pd
 from pipeline import yuv
 from pipeline.decode import StreamInfo, fit_width, open_info, read_frames
 from pipeline.export import ClipFiles, existing_clip, range_frames, write_clip
-from pipeline.export import scene_size as export_scene_size
 from pipeline.faces import models_dir, resolve_faces
 from pipeline.media import VideoError
 from pipeline.models import ModelNotFoundError
@@ -36,7 +35,7 @@ from pipeline.progress import ProgressFn, no_progress
 from pipeline.select import Candidate, blur_score, select_candidates
 from pipeline.shots import ShotScorer, shot_record
 from pipeline.tracks import build_tracks
-from schemas.config import BuildConfig, FacesConfig
+from schemas.config import BuildConfig, ExportConfig, FacesConfig
 from schemas.ids import clip_id as make_clip_id
 from schemas.ids import config_hash
 from schemas.ids import track_id as make_track_id
@@ -108,50 +107,71 @@ def _detector(cfg: FacesConfig):
     return _detectors[key]
 
 
-@dataclass
-class _Held:
-    index: int
-    frame: yuv.Pyramid
-    nbytes: int  # counted when pushed
+class FrameRing:
+    """Slots for decoded frames, in memory shared with the exporter processes (anonymous: forked processes
+    inherit it). A slot holds a frame's full-size planes and, where the frame halves, its first halving (the
+    source of 720p scene clips and of most face crops)."""
+
+    def __init__(self, width: int, height: int, budget_bytes: int):
+        self.shapes = [(height * 3 // 2, width)]
+        if yuv.Pyramid.halves(width, height):
+            self.shapes.append((height * 3 // 4, width // 2))
+        self.slot_bytes = sum(h * w for h, w in self.shapes)
+        self.slots = max(2, budget_bytes // self.slot_bytes)
+        self.memory = mmap.mmap(-1, self.slots * self.slot_bytes)  # touched only where slots are used
+
+    def frame(self, slot: int) -> yuv.Pyramid:
+        """The frame in ``slot``, as a pyramid over the shared arrays."""
+        arrays, offset = [], slot * self.slot_bytes
+        for h, w in self.shapes:
+            arrays.append(np.frombuffer(self.memory, np.uint8, h * w, offset).reshape(h, w))
+            offset += h * w
+        return yuv.Pyramid(*arrays)
+
+    def fill(self, slot: int, planes: yuv.Planes) -> yuv.Pyramid:
+        """Copy a decoded frame into ``slot`` and halve it there."""
+        frame = self.frame(slot)
+        yuv.resize_into(planes, frame.resize(*frame.size))
+        if len(frame.levels) > 1:
+            yuv.resize_into(frame.levels[0], frame.resize(*frame.levels[1][0].shape[::-1]))
+        return frame
 
 
 class FrameBuffer:
-    """The decoded frames of the shots not yet exported, oldest first. When a push finds the buffer at its
-    ``budget_bytes``, ``make_room`` is called first (the owner waits for queued shots' exports, which drops
-    their frames); frames still beyond the budget, the oldest of a shot too long to hold, are dropped (its clips
-    are then cut by seeking, so memory stays flat however long a shot is). The decode pass pushes while the
-    exporter reads: every method but ``make_room`` holds the buffer's lock."""
+    """The decoded frames of the shots not yet exported, oldest first, each in a slot of a :class:`FrameRing`;
+    freed slots are reused first, so only as much memory is touched as is held at once. When no slot is free,
+    ``make_room`` is called first (the owner waits for queued shots' exports, which frees their slots); if
+    still none is free, the oldest frame goes, the first of a shot too long to hold (its clips are then cut by
+    seeking, so memory stays flat however long a shot is). Used by the decoding thread only."""
 
-    def __init__(self, budget_bytes: int, make_room: Callable[[int], None] = lambda nbytes: None):
-        self.budget, self.bytes, self.make_room = budget_bytes, 0, make_room
-        self.held: deque[_Held] = deque()
-        self.lock = threading.Lock()
+    def __init__(self, ring: FrameRing, make_room: Callable[[], None] = lambda: None):
+        self.ring, self.make_room = ring, make_room
+        self.held: deque[tuple[int, int]] = deque()  # frame index, slot
+        self.free = list(range(ring.slots - 1, -1, -1))
 
-    def fits(self, nbytes: int) -> bool:
-        return self.bytes + nbytes <= self.budget
+    def full(self) -> bool:
+        return not self.free
 
-    def push(self, index: int, frame: yuv.Pyramid) -> None:
-        nbytes = frame.nbytes
-        if not self.fits(nbytes):
-            self.make_room(nbytes)
-        with self.lock:
-            self.held.append(_Held(index, frame, nbytes))
-            self.bytes += nbytes
-            while self.bytes > self.budget and len(self.held) > 1:
-                self.bytes -= self.held.popleft().nbytes
+    def push(self, index: int, planes: yuv.Planes) -> yuv.Pyramid:
+        """Hold decoded frame ``index``; its pyramid, over its slot."""
+        if self.full():
+            self.make_room()
+        if self.full():
+            self.free.append(self.held.popleft()[1])
+        slot = self.free.pop()
+        self.held.append((index, slot))
+        return self.ring.fill(slot, planes)
 
-    def span(self, start: int, end: int) -> list[yuv.Pyramid] | None:
-        """Frames ``[start, end)``, or None when some are no longer held."""
-        with self.lock:
-            if not self.held or self.held[0].index > start:
-                return None
-            first = self.held[0].index
-            return [self.held[i - first].frame for i in range(start, end)]
+    def slots(self, start: int, end: int) -> list[int] | None:
+        """The slots of frames ``[start, end)``, or None when some are no longer held."""
+        if not self.held or self.held[0][0] > start:
+            return None
+        first = self.held[0][0]
+        return [self.held[i - first][1] for i in range(start, end)]
 
     def drop_before(self, index: int) -> None:
-        with self.lock:
-            while self.held and self.held[0].index < index:
-                self.bytes -= self.held.popleft().nbytes
+        while self.held and self.held[0][0] < index:
+            self.free.append(self.held.popleft()[1])
 
 
 @dataclass
@@ -165,12 +185,11 @@ def _shots(path: Path, source_id: str, info: StreamInfo, cfg: BuildConfig, buffe
     """The single decode pass: every frame goes to the buffer and the shot scorer, every ``faces.stride``-th
     to the face detector; each shot is handed out, with its detections, as soon as its end is settled."""
     shot_size = fit_width(info.width, info.height, cfg.shots.downscale_width)
-    scene_size = export_scene_size(info.width, info.height, cfg.export.scene_max_height)
     face_size = fit_width(info.width, info.height, cfg.faces.det_sizes[0], long_side=True)
     to_source = np.array([info.width / face_size[0], info.height / face_size[1]] * 2)
     scorer, detector = ShotScorer(cfg.shots, info.fps), _detector(cfg.faces)
     detections: dict[int, np.ndarray] = {}
-    batch: list[tuple[int, np.ndarray, np.ndarray]] = []  # frame index, detector input, full-size luma
+    batch: list[tuple[int, np.ndarray, np.ndarray]] = []  # frame index, detector input, decoder's full-size luma
 
     def flush() -> None:
         for (index, _, luma), dets in zip(batch, detector.detect([image for _, image, _ in batch])):
@@ -188,14 +207,12 @@ def _shots(path: Path, source_id: str, info: StreamInfo, cfg: BuildConfig, buffe
     shots: list[ShotRecord] = []
     frames = 0
     for decoded in read_frames(path, threads=cfg.clips.decode_threads):
-        index, frame = decoded.index, yuv.Pyramid(decoded.planes)
+        index, frame = decoded.index, buffer.push(decoded.index, decoded.planes)
         cuts = scorer.add(index, yuv.to_bgr(frame.resize(*shot_size)))
-        if index % cfg.faces.stride == 0:
-            batch.append((index, yuv.to_rgb(frame.resize(*face_size)), frame.level(0)[0]))
+        if index % cfg.faces.stride == 0:  # (the decoder's luma: a slot may be reused before the batch is run)
+            batch.append((index, yuv.to_rgb(frame.resize(*face_size)), decoded.planes[0]))
             if len(batch) >= cfg.faces.batch_size:
                 flush()
-        frame.planes_at(*scene_size)  # made here, where it is halved anyway, not once per exporter thread
-        buffer.push(index, frame)
         for cut in cuts:
             yield close(cut)
         frames = index + 1
@@ -264,16 +281,25 @@ def _plan(workdir: Path, source_id: str, info: StreamInfo, cfg: BuildConfig,
     return rows, clips
 
 
-def _cut(path: Path, folder: Path, start: int, boxes: np.ndarray, info: StreamInfo, cfg: BuildConfig,
-         buffer: FrameBuffer, written: list[Path]) -> ClipFiles:
-    """One clip's files, from the frames the buffer holds (or a seek, if they were dropped); a folder already
-    there is kept."""
+_ring: FrameRing | None = None  # in an exporter process: the decoding process's frames
+
+
+def _use_ring(ring: FrameRing) -> None:
+    global _ring
+    _ring = ring
+
+
+def _cut(path: Path, folder: Path, start: int, boxes: np.ndarray, slots: list[int] | None, info: StreamInfo,
+         cfg: ExportConfig, ring: FrameRing | None = None) -> tuple[ClipFiles, bool]:
+    """One clip's files, from the frames in ``slots`` of ``ring`` (in an exporter process: the ring it shares
+    with the decoding one), or by seeking if they were dropped; a folder already there is kept. The files, and
+    whether this call wrote them."""
     if (files := existing_clip(folder, len(boxes))) is not None:
-        return files
-    frames = buffer.span(start, start + len(boxes)) or range_frames(path, start, start + len(boxes))
-    files = write_clip(folder, boxes, info.width, info.height, info.fps, cfg.export, frames)
-    written.append(folder)
-    return files
+        return files, False
+    ring = ring or _ring
+    frames = ((ring.frame(slot) for slot in slots) if slots is not None
+              else range_frames(path, start, start + len(boxes)))
+    return write_clip(folder, boxes, info.width, info.height, info.fps, cfg, frames), True
 
 
 def _clip_record(workdir: Path, row: pd.Series, fps: Fraction, shot_index: int, tid: str, cand: Candidate,
@@ -289,9 +315,19 @@ def _clip_record(workdir: Path, row: pd.Series, fps: Fraction, shot_index: int, 
         scene_frames_dir=rel(files.scene_frames_dir), sha256=files.sha256)
 
 
+def _exporters(count: int, ring: FrameRing) -> tuple[Executor, FrameRing | None]:
+    """The executor that cuts the clips of closed shots while the decoding process decodes and detects the next
+    ones, and the ring to hand its tasks. Processes, forked (so sharing ``ring``) before the decoding thread
+    starts: unlike threads, they never wait on the decoding process's interpreter lock. Threads (given the ring)
+    in a daemonic process, such as a Dask worker, which may not have children."""
+    if current_process().daemon:
+        return ThreadPoolExecutor(count, thread_name_prefix="export"), ring
+    return ProcessPoolExecutor(count, mp_context=get_context("fork"), initializer=_use_ring, initargs=(ring,)), None
+
+
 @contextmanager
 def _single_threaded_opencv() -> Iterator[None]:
-    """OpenCV without its own worker threads: the decode, detector and exporter threads fill the cores already,
+    """OpenCV without its own worker threads: the decoding and detector threads and the exporters fill the cores,
     and OpenCV splitting each small resize across threads costs more CPU than it saves."""
     before = cv2.getNumThreads()
     cv2.setNumThreads(1)
@@ -304,7 +340,8 @@ def _single_threaded_opencv() -> Iterator[None]:
 def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
                    progress: ProgressFn = no_progress) -> SourceClipsResult:
     """Shots, tracks, selected clips (with files) and rejects of one source, written as part files; clips are
-    exported shot by shot while the source is decoded, from the frames the decode pass holds."""
+    exported shot by shot while the source is decoded, from the frames the decode pass holds (by the exporters
+    of :func:`_exporters`)."""
     workdir = Path(workdir)
     marker, stamp = completion_marker(workdir, source_id), stage_config_hash(cfg)
     if marker.is_file() and marker.read_text().strip() == stamp:
@@ -329,20 +366,22 @@ def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
 
     def settle(shot: _Pending) -> None:  # in shot order: rows stay in order, frames are dropped behind
         for tid, cand, future in shot.clips:
-            shot.rows.clips.append(_clip_record(workdir, row, info.fps, shot.record.shot_index, tid, cand,
-                                                future.result()))
+            files, wrote = future.result()
+            written.extend([files.folder] if wrote else [])
+            shot.rows.clips.append(_clip_record(workdir, row, info.fps, shot.record.shot_index, tid, cand, files))
         rows.extend(shot.rows)
         buffer.drop_before(shot.record.end_frame)
         progress(f"{source_id}: clips", len(rows.clips), None)
 
-    def make_room(nbytes: int) -> None:  # the decode pass waits for pending clips rather than drop their frames
-        while pending and not buffer.fits(nbytes):
+    def make_room() -> None:  # the decode pass waits for pending clips rather than drop their frames
+        while pending and buffer.full():
             settle(pending.popleft())
 
-    buffer = FrameBuffer(cfg.clips.buffer_mb * 2**20, make_room)
-    try:  # exporter threads cut the clips of closed shots while this thread decodes and detects the next ones
-        with (_single_threaded_opencv(),
-              ThreadPoolExecutor(cfg.clips.export_threads, thread_name_prefix=f"export {source_id}") as exporter):
+    buffer = FrameBuffer(FrameRing(info.width, info.height, cfg.clips.buffer_mb * 2**20), make_room)
+    exporter, ring = _exporters(cfg.clips.exporters, buffer.ring)
+    try:
+        with _single_threaded_opencv(), exporter:
+            exporter.submit(int).result()  # starts them now, before the decoding thread
             try:
                 for shot in _shots(path, source_id, info, cfg, buffer, progress):
                     # two shots export while the next is decoded: running further ahead would only hold more
@@ -351,8 +390,9 @@ def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
                         settle(pending.popleft())
                     shot_rows, clips = _plan(workdir, source_id, info, cfg, shot)
                     pending.append(_Pending(shot_rows, [
-                        (tid, cand, exporter.submit(_cut, path, folder, cand.start, boxes, info, cfg, buffer,
-                                                    written)) for tid, cand, folder, boxes in clips]))
+                        (tid, cand, exporter.submit(_cut, path, folder, cand.start, boxes,
+                                                    buffer.slots(cand.start, cand.end), info, cfg.export, ring))
+                        for tid, cand, folder, boxes in clips]))
                 while pending:
                     settle(pending.popleft())
             finally:
@@ -360,6 +400,9 @@ def process_source(workdir: Path, source_id: str, cfg: BuildConfig,
                     for _, _, future in shot.clips:
                         future.cancel()
     except BaseException:
+        for shot in pending:  # cut, but not settled
+            written.extend(f.result()[0].folder for _, _, f in shot.clips
+                           if f.done() and not f.cancelled() and f.exception() is None and f.result()[1])
         for folder in written:  # a failed source leaves no clip files of this run behind
             shutil.rmtree(folder, ignore_errors=True)
         raise

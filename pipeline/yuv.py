@@ -43,15 +43,18 @@ def interpolation(src_side: int, dst_side: int) -> int:
     return cv2.INTER_AREA if src_side >= 2 * dst_side else cv2.INTER_LINEAR
 
 
-def _resize(src: Planes, width: int, height: int) -> np.ndarray:
-    """The planes resized into one new I420 array."""
-    out = np.empty((height * 3 // 2, width), np.uint8)
+def resize_into(src: Planes, out: np.ndarray) -> np.ndarray:
+    """The planes resized (or copied, where the sizes match) into the I420 array ``out``."""
     for dst, plane in zip(planes(out), src):
         if plane.shape == dst.shape:
             dst[...] = plane
         else:
             cv2.resize(plane, dst.shape[::-1], dst=dst, interpolation=interpolation(plane.shape[1], dst.shape[1]))
     return out
+
+
+def _resize(src: Planes, width: int, height: int) -> np.ndarray:
+    return resize_into(src, np.empty((height * 3 // 2, width), np.uint8))
 
 
 class Pyramid:
@@ -61,11 +64,22 @@ class Pyramid:
     Halving goes on while both sides stay multiples of 4 (the halves' chroma planes stay whole). The frame may
     be an I420 array or the plane views of a decoder's frame (no copy)."""
 
+    @staticmethod
+    def halves(width: int, height: int) -> bool:
+        """Whether a level of this size has a next one."""
+        return width % 4 == 0 and height % 4 == 0
+
     _grow = threading.Lock()
 
-    def __init__(self, frame: np.ndarray | Planes):
+    def __init__(self, frame: np.ndarray | Planes, *halvings: np.ndarray):
+        """``halvings``: the frame's exact halvings already made (I420 arrays), the first one first."""
         self.levels: list[Planes] = [planes(frame) if isinstance(frame, np.ndarray) else tuple(frame)]
         self._sized: dict[tuple[int, int], np.ndarray] = {}  # I420 arrays by size (halvings included)
+        if isinstance(frame, np.ndarray):
+            self._sized[size(frame)] = frame
+        for half in halvings:
+            self._sized[size(half)] = half
+            self.levels.append(planes(half))
 
     @property
     def size(self) -> tuple[int, int]:
@@ -75,7 +89,7 @@ class Pyramid:
         """Level ``k`` (the frame halved ``k`` times), or None when the frame does not halve that often."""
         while (n := len(self.levels)) <= k:
             h, w = self.levels[-1][0].shape
-            if w % 4 or h % 4:
+            if not self.halves(w, h):
                 return None
             half = _resize(self.levels[-1], w // 2, h // 2)
             with self._grow:  # exporter threads may halve the same frame at once: the first one's level stays
@@ -87,7 +101,7 @@ class Pyramid:
     def deepest(self, width: int, height: int) -> int:
         """The index of the smallest level at least ``width`` x ``height`` (levels beyond it are not made)."""
         k, (h, w) = 0, self.levels[0][0].shape
-        while w % 4 == 0 and h % 4 == 0 and w // 2 >= width and h // 2 >= height:
+        while self.halves(w, h) and w // 2 >= width and h // 2 >= height:
             k, w, h = k + 1, w // 2, h // 2
         return k
 
@@ -103,10 +117,6 @@ class Pyramid:
         if (width, height) not in self._sized:
             self._sized[(width, height)] = _resize(self.level(self.deepest(width, height)), width, height)
         return self._sized[(width, height)]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(p.nbytes for p in self.levels[0]) + sum(a.nbytes for a in self._sized.values())
 
 
 def to_bgr(yuv: np.ndarray) -> np.ndarray:

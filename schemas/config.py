@@ -124,10 +124,13 @@ class ExportConfig(_Model):
 
 class ClipsConfig(_Model):
     workers: int = Field(0, ge=0)  # worker processes over sources; 0 = one per core, 1 = in-process
-    # decoded frames (with their shrunk copies) kept per worker for export; when full, decoding waits for
-    # pending clips, and only a shot longer than this has its early clips re-decoded by seeking
+    # decoded frames (with their first halving) kept per worker for export, in memory shared with its exporters;
+    # when full, decoding waits for pending clips, and only a shot longer than this has its early clips
+    # re-decoded by seeking
     buffer_mb: int = Field(512, ge=16)
-    export_threads: int = Field(2, ge=1)  # threads per worker cutting closed shots' clips while decoding goes on
+    # processes per worker cutting closed shots' clips while decoding goes on (processes, not threads: they do
+    # not wait on the decoding process's interpreter lock)
+    exporters: int = Field(2, ge=1)
     # decoder threads per source (0: FFmpeg's choice); the stage's own threads already fill the cores, and
     # frame threading only adds contention
     decode_threads: int = Field(1, ge=0)
