@@ -295,6 +295,27 @@ def test_pending_clips_hold_the_decode_pass_rather_than_lose_frames(run, standar
         "clip_id")["sha256"].to_dict()
 
 
+def test_frame_buffer_reuses_freed_slots_first_and_drops_only_what_it_cannot_hold():
+    from pipeline.clips import FrameBuffer, FrameRing
+
+    frames = [np.full((72, 64), i, np.uint8) for i in range(6)]  # I420 64x48, every pixel = the frame's index
+    ring = FrameRing(64, 48, 3 * (64 * 72 + 32 * 36))
+    assert ring.slots == 3 and ring.shapes == [(72, 64), (36, 32)]  # the frame and its first halving
+    buffer = FrameBuffer(ring)  # nothing pending: make_room frees nothing
+    for i in range(3):
+        buffer.push(i, yuv.planes(frames[i]))
+    assert buffer.slots(0, 3) == [0, 1, 2] and buffer.full()
+    buffer.drop_before(2)  # frames 0 and 1 exported: slot 1 was freed last, so it is reused first
+    buffer.push(3, yuv.planes(frames[3]))
+    assert buffer.slots(2, 4) == [2, 1]
+    buffer.push(4, yuv.planes(frames[4]))
+    buffer.push(5, yuv.planes(frames[5]))  # full, nothing to wait for: the oldest frame (2) goes
+    assert buffer.slots(2, 6) is None and buffer.slots(3, 6) == [1, 0, 2]
+    for index, slot in zip(range(3, 6), buffer.slots(3, 6)):
+        frame = ring.frame(slot)
+        assert (yuv.join(*frame.level(0)) == index).all() and (yuv.join(*frame.level(1)) == index).all()
+
+
 @pytest.mark.parametrize("side", [100, 300, 500])
 def test_face_crop_from_the_frame_pyramid_matches_a_full_resolution_crop(side):
     """Large faces are cut from a halved level of the frame; the crop shows the same pixels as the same square
