@@ -3,8 +3,8 @@
 Prints, per input: frames/s of ``make_clips``, the ratio of its wall time to ``ffmpeg -i VIDEO -f null -``
 (decode-only) and to ``scenedetect -i VIDEO detect-content`` (shots only), its CPU time beside ffmpeg's, the
 clip frames it wrote per source frame (each is encoded twice and written as a JPEG: the export's load), and
-peak RSS (each run in a child process; CPU time includes its exporter processes). Targets: <= 4x decode-only (aim 2x); 10-minute / 1-minute peak RSS
-< 1.3.
+peak RSS (each run in a child process; CPU time includes its exporter processes). Targets: <= 4x decode-only
+(aim 2x); 10-minute / 1-minute peak RSS < 1.3.
 
     .venv/bin/python bench/clips.py [--long] [--stride N] [--det-size PX] [--precision P] [--out DIR]
 """

@@ -120,21 +120,25 @@ class FrameRing:
         self.slots = max(2, budget_bytes // self.slot_bytes)
         self.memory = mmap.mmap(-1, self.slots * self.slot_bytes)  # touched only where slots are used
 
-    def frame(self, slot: int) -> yuv.Pyramid:
-        """The frame in ``slot``, as a pyramid over the shared arrays."""
+    def _arrays(self, slot: int) -> list[np.ndarray]:
+        """The I420 arrays of ``slot``: the frame, then its halving where it has one."""
         arrays, offset = [], slot * self.slot_bytes
         for h, w in self.shapes:
             arrays.append(np.frombuffer(self.memory, np.uint8, h * w, offset).reshape(h, w))
             offset += h * w
-        return yuv.Pyramid(*arrays)
+        return arrays
+
+    def frame(self, slot: int) -> yuv.Pyramid:
+        """The frame in ``slot``, as a pyramid over the shared arrays."""
+        return yuv.Pyramid(*self._arrays(slot))
 
     def fill(self, slot: int, planes: yuv.Planes) -> yuv.Pyramid:
         """Copy a decoded frame into ``slot`` and halve it there."""
-        frame = self.frame(slot)
-        yuv.resize_into(planes, frame.resize(*frame.size))
-        if len(frame.levels) > 1:
-            yuv.resize_into(frame.levels[0], frame.resize(*frame.levels[1][0].shape[::-1]))
-        return frame
+        arrays = self._arrays(slot)
+        yuv.resize_into(planes, arrays[0])
+        if len(arrays) > 1:
+            yuv.resize_into(yuv.planes(arrays[0]), arrays[1])
+        return yuv.Pyramid(*arrays)
 
 
 class FrameBuffer:

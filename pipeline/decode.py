@@ -141,8 +141,8 @@ def _frame_times(path: str, mtime_ns: int, size: int) -> tuple[int, ...]:
 
 
 def decode_range(path: str | Path, start: int, end: int) -> Iterator[yuv.Planes]:
-    """Frames ``[start, end)`` of ``path`` as plane views (see :func:`read_frames`): seek near ``start``, decode forward, and number
-    frames by their place in the sorted presentation times of the stream's packets."""
+    """Frames ``[start, end)`` of ``path`` as plane views (see :func:`read_frames`): seek near ``start``, decode
+    forward, and number frames by their place in the sorted presentation times of the stream's packets."""
     try:
         stat = Path(path).stat()
         times = _frame_times(str(path), stat.st_mtime_ns, stat.st_size)

@@ -8,8 +8,6 @@ inputs, face-crop regions) are converted to BGR or RGB (OpenCV, BT.601 limited r
 
 from __future__ import annotations
 
-import threading
-
 import cv2
 import numpy as np
 
@@ -31,10 +29,7 @@ def planes(yuv: np.ndarray) -> Planes:
 
 def join(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """One I420 array from its planes."""
-    out = np.empty((y.shape[0] * 3 // 2, y.shape[1]), np.uint8)
-    for dst, src in zip(planes(out), (y, u, v)):
-        dst[...] = src
-    return out
+    return _resize((y, u, v), y.shape[1], y.shape[0])
 
 
 def interpolation(src_side: int, dst_side: int) -> int:
@@ -69,8 +64,6 @@ class Pyramid:
         """Whether a level of this size has a next one."""
         return width % 4 == 0 and height % 4 == 0
 
-    _grow = threading.Lock()
-
     def __init__(self, frame: np.ndarray | Planes, *halvings: np.ndarray):
         """``halvings``: the frame's exact halvings already made (I420 arrays), the first one first."""
         self.levels: list[Planes] = [planes(frame) if isinstance(frame, np.ndarray) else tuple(frame)]
@@ -87,15 +80,12 @@ class Pyramid:
 
     def level(self, k: int) -> Planes | None:
         """Level ``k`` (the frame halved ``k`` times), or None when the frame does not halve that often."""
-        while (n := len(self.levels)) <= k:
+        while len(self.levels) <= k:
             h, w = self.levels[-1][0].shape
             if not self.halves(w, h):
                 return None
-            half = _resize(self.levels[-1], w // 2, h // 2)
-            with self._grow:  # exporter threads may halve the same frame at once: the first one's level stays
-                if len(self.levels) == n:
-                    self._sized[(w // 2, h // 2)] = half
-                    self.levels.append(planes(half))
+            self._sized[(w // 2, h // 2)] = half = _resize(self.levels[-1], w // 2, h // 2)
+            self.levels.append(planes(half))
         return self.levels[k]
 
     def deepest(self, width: int, height: int) -> int:
