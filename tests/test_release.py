@@ -63,10 +63,13 @@ def test_release_has_exactly_the_ferv39k_layout(release, workdir):
         for name in names:
             with Image.open(folder / name) as img:
                 assert (img.format, img.size) == ("JPEG", (224, 224))
-    assert sorted(p.relative_to(release / "4_setups").as_posix() for p in (release / "4_setups").rglob("*.csv")) == [
-        "22_scenes/test_Interview.csv", "22_scenes/test_Talkshow.csv", "22_scenes/train_Interview.csv",
-        "22_scenes/train_Talkshow.csv", "4_scenarios/test_SIA.csv", "4_scenarios/test_WIS.csv",
-        "4_scenarios/train_SIA.csv", "4_scenarios/train_WIS.csv", "All_scenes/test_All.csv", "All_scenes/train_All.csv"]
+    meta, kv = read_metadata(release / "metadata.parquet")
+    present = meta.drop_duplicates(["split", "scene"])  # a list per scene and scenario with clips in the split
+    assert sorted(p.relative_to(release / "4_setups").as_posix() for p in (release / "4_setups").rglob("*.csv")) == sorted(
+        ["All_scenes/test_All.csv", "All_scenes/train_All.csv"]
+        + [f"22_scenes/{s}_{scene}.csv" for s, scene in zip(present["split"], present["scene"])]
+        + [f"4_scenarios/{s}_{code}.csv" for s, code in set(zip(present["split"], present["scenario"]))])
+    assert len(present) >= 3 and {"Talkshow", "Interview"} <= set(present["scene"])
     lines = []
     for split in ("train", "test"):
         text = (release / f"4_setups/All_scenes/{split}_All.csv").read_text()
@@ -74,7 +77,6 @@ def test_release_has_exactly_the_ferv39k_layout(release, workdir):
         lines += text.splitlines()
     assert all(LINE.match(line) for line in lines), "one space, no header, <Scene>/<Expression>/<NNNN> <Expression>"
     assert Counter((m["scene"], m["expr"]) for m in map(LINE.match, lines)) == cells
-    meta, kv = read_metadata(release / "metadata.parquet")
     assert kv["ferv.taxonomy_version"] == TAXONOMY.version and "crop_size" in kv["ferv.export_config"]
     assert sorted(meta["path"]) == sorted(line.split(" ")[0] for line in lines)
     assert set(meta["label_status"]) == {"accepted", "gold"}

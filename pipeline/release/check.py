@@ -27,6 +27,28 @@ def read_list(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+def read_splits(out: Path) -> dict[str, list[tuple[str, str]]]:
+    """``(key, expression)`` pairs of the train and test All lists of the release ``out``; raises ValueError on a
+    missing, malformed or empty list (what an export must not derive from)."""
+    splits = {}
+    for split in layout.SPLITS:
+        path = out / layout.all_list(split)
+        if not path.is_file():
+            raise ValueError(f"{path}: missing; is {out} a ferv release? (`ferv release build` makes one)")
+        splits[split] = read_list(path)
+        if not splits[split]:
+            raise ValueError(f"{path}: empty split list; nothing to export for {split}: build the release from at "
+                             "least two sources (whole source videos per split) and export again")
+    return splits
+
+
+def empty_lists(out: Path) -> list[str]:
+    """One line per empty split list of the release ``out``: DFER loaders crash on them (or train on nothing)."""
+    return [f"{path}: empty split list; a release needs clips in both train and test (whole source videos per "
+            "split, so at least two sources): add sources and build the release again"
+            for path in sorted((out / layout.SETUPS_DIR).rglob("*.csv")) if path.stat().st_size == 0]
+
+
 def _frame_problems(folder: Path, size: int | None) -> list[str]:
     if not folder.is_dir():
         return [f"{folder}: missing"]
@@ -85,6 +107,7 @@ def check_release(out: Path, frame_size: int | None = None) -> list[str]:
         except ValueError as exc:
             problems.append(str(exc))
             lists[split] = []
+    problems += empty_lists(out)
     keys = Counter(k for pairs in lists.values() for k, _ in pairs)
     problems += [f"{k}: listed {n} times in the All lists" for k, n in sorted(keys.items()) if n > 1]
     folders = {p.relative_to(out / layout.FACE_DIR).as_posix() for p in (out / layout.FACE_DIR).glob("*/*/*")}
