@@ -46,7 +46,7 @@ def clip_record(row) -> dict:
     return {
         "key": row.path, "clip_id": row.clip_id, "split": row.split,
         "label": row.expression, "label_id": int(row.label_id), "dfew_id": int(row.dfew_id),
-        "descriptor": row.descriptor, "scene": row.scene, "scenario": row.scenario, "source_id": row.source_id,
+        "descriptor": row.descriptor if isinstance(row.descriptor, str) else None, "scene": row.scene, "scenario": row.scenario, "source_id": row.source_id,
         "source_url": row.source_url, "annotators": int(row.n_votes), "agreement": float(row.agreement),
         "num_frames": int(row.num_frames), "fps": float(row.fps),
     }

@@ -107,8 +107,8 @@ def split_note(meta: pd.DataFrame, test_fraction: float) -> str:
     if abs(gap) >= 2.5 or len(sizes) < 20:
         text += (f" With {len(sizes)} sources the share can only move in steps of whole sources (the smallest "
                  f"holds {int(sizes.min())} clips, {_share(sizes.min(), n)} of the release; the largest "
-                 f"{int(sizes.max())}), so this is the nearest split of them that keeps both splits non-empty; "
-                 "more sources bring it closer.")
+                 f"{int(sizes.max())}); the split balances every scene x expression cell, or where no cell can be "
+                 "split the whole release, and never leaves a split empty. More sources bring it closer.")
     missing = {split: sorted(set(meta["expression"]) - set(meta.loc[meta["split"] == split, "expression"]))
                for split in layout.SPLITS}
     for split, names in missing.items():
