@@ -12,6 +12,7 @@ from pipeline.export import frames_digest
 from pipeline.release import layout
 from pipeline.release.files import verify_sums
 from pipeline.release.metadata import read_metadata
+from pipeline.release.public import is_public_url
 from schemas.taxonomy import TAXONOMY
 
 
@@ -163,6 +164,9 @@ def _metadata_problems(out: Path, lists: dict[str, list[tuple[str, str]]]) -> li
     listed = {k: split for split, pairs in lists.items() for k, _ in pairs}
     if dict(zip(meta["path"], meta["split"])) != listed:
         problems.append(f"{layout.METADATA_PARQUET}: paths and splits differ from the All lists")
+    problems += [f"{layout.METADATA_PARQUET}: source {s} has a URL that is not public ({u!r}: a machine path, "
+                 "credentials or a query string); rebuild the release with this version of ferv"
+                 for s, u in sorted(set(zip(meta["source_id"], meta["source_url"]))) if not is_public_url(u)]
     both = meta.groupby("source_id")["split"].nunique()
     problems += [f"source {s}: has clips in both train and test" for s in sorted(both[both > 1].index)]
     for path, n, digest in zip(meta["path"], meta["face_frames"], meta["face_sha256"]):

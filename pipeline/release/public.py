@@ -36,6 +36,15 @@ def public_url(url: str, origin: str, local_roots: list[Path], sha256: str) -> s
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def is_public_url(url: str) -> bool:
+    """Whether a release's ``source_url`` is as :func:`public_url` makes them."""
+    if url.startswith("local:"):
+        return not url.startswith(("local:/", "local:~")) and ".." not in url.split("/")
+    parts = urlsplit(url)
+    return bool(parts.scheme and parts.hostname) and not (parts.username or parts.password or parts.query
+                                                          or parts.fragment)
+
+
 def flat_key(key: str) -> str:
     """A clip key ``<Scene>/<Expression>/<NNNN>`` as one file-name stem, ``<Scene>_<Expression>_<NNNN>``."""
     return key.replace("/", "_")
