@@ -11,10 +11,11 @@ Algorithm (grouped, stratified, greedy):
    Dividing by ``n_c`` weighs each cell by its share error, so small cells count as much as large ones.
 4. Up to ``passes`` more sweeps in the same order move a source to the other split wherever that lowers
    the gap further; the sweeps stop as soon as one changes nothing.
-5. When that leaves a split empty (few sources, or each cell fed by one source, so no cell can be split),
-   the test sources are chosen over the whole release instead (:func:`_whole_release`): test no larger
-   than train, every expression of the release kept in train where possible, then the test share
-   closest to ``f``. With up to ``EXACT_SOURCES`` sources every choice is tried; above that, a greedy pass.
+5. When that leaves a split empty, or a test share more than ``TOLERANCE`` from ``f`` (few sources, or cells
+   fed by one source each, which cannot be split), the test sources are also chosen over the whole release
+   (:func:`_whole_release`), and the better of the two choices is kept, by :func:`_rank`: test no larger
+   than train, every expression of the release kept in train where possible, then the test share closest
+   to ``f``. With up to ``EXACT_SOURCES`` sources every choice is tried; above that, a greedy pass.
 The result depends only on the clips' (source, scene, expression) and the seed. One source cannot be split
 (:class:`SplitError`).
 """
@@ -29,6 +30,7 @@ import pandas as pd
 from schemas.ids import stable_hash
 
 EXACT_SOURCES = 14  # up to this many sources, the whole-release fallback tries every choice of test sources
+TOLERANCE = 0.05  # a stratified split whose test share is further than this from the target is compared
 
 
 class SplitError(ValueError):
@@ -69,28 +71,27 @@ def _stratified(counts: pd.DataFrame, test_fraction: float, passes: int) -> np.n
     return test
 
 
-def _whole_release(by_expression: pd.DataFrame, test_fraction: float) -> np.ndarray:
-    """Step 5 over ``by_expression`` (sources x expressions, rows in visiting order): True where a source goes
-    to test. Choices are ranked by (test larger than train, expressions missing from train, distance of the
-    test clips from ``test_fraction`` of all, position in the visiting order)."""
-    counts = by_expression.to_numpy(dtype=float)
-    sizes, total = counts.sum(axis=1), counts.sum()
+def _rank(counts: np.ndarray, test: np.ndarray, test_fraction: float) -> tuple:
+    """How good a choice of test sources is over the whole release, lower is better: (test larger than train,
+    expressions of the release missing from train, distance of the test clips from ``test_fraction`` of all).
+    ``counts``: sources x expressions."""
+    total, in_test = counts.sum(), counts[test].sum()
+    missing = (counts.sum(axis=0) > 0) & (counts[~test].sum(axis=0) == 0)
+    return (bool(in_test > total * max(0.5, test_fraction)), int(missing.sum()),
+            float(abs(in_test - test_fraction * total)))
+
+
+def _whole_release(counts: np.ndarray, test_fraction: float) -> np.ndarray:
+    """Step 5 over ``counts`` (sources x expressions, rows in visiting order): True where a source goes to test,
+    the best choice by :func:`_rank`, ties to the earliest sources in the visiting order."""
     n = len(counts)
-    present = counts.sum(axis=0) > 0
-    cap = total * max(0.5, test_fraction)
-
-    def rank(test: np.ndarray) -> tuple:
-        train = counts[~test].sum(axis=0)
-        in_test = sizes[test].sum()
-        return (in_test > cap, int((present & (train == 0)).sum()), abs(in_test - test_fraction * total))
-
     if n <= EXACT_SOURCES:
         best = None
         for size in range(1, n):
             for chosen in itertools.combinations(range(n), size):
                 test = np.zeros(n, dtype=bool)
                 test[list(chosen)] = True
-                key = (*rank(test), chosen)
+                key = (*_rank(counts, test, test_fraction), chosen)
                 if best is None or key < best[0]:
                     best = (key, test)
         return best[1]
@@ -98,10 +99,10 @@ def _whole_release(by_expression: pd.DataFrame, test_fraction: float) -> np.ndar
     for i in range(n):  # greedy: add a source wherever that ranks better, keeping one source in train
         trial = test.copy()
         trial[i] = True
-        if not trial.all() and rank(trial) < rank(test):
+        if not trial.all() and _rank(counts, trial, test_fraction) < _rank(counts, test, test_fraction):
             test = trial
     if not test.any():  # every source alone is too large: the smallest one
-        test[int(np.argmin(sizes))] = True
+        test[int(np.argmin(counts.sum(axis=1)))] = True
     return test
 
 
@@ -117,7 +118,11 @@ def assign_split(clips: pd.DataFrame, test_fraction: float, seed: int, passes: i
     cell = clips["scene"].astype(str) + "/" + clips["expression"].astype(str)
     order = _seeded_order(source.unique(), seed)
     test = _stratified(pd.crosstab(source, cell).loc[order], test_fraction, passes)
-    if test.all() or not test.any():
-        test = _whole_release(pd.crosstab(source, clips["expression"].astype(str)).loc[order], test_fraction)
+    by_expression = pd.crosstab(source, clips["expression"].astype(str)).loc[order].to_numpy(dtype=float)
+    empty = test.all() or not test.any()
+    if empty or abs(by_expression[test].sum() / len(clips) - test_fraction) > TOLERANCE:
+        whole = _whole_release(by_expression, test_fraction)
+        if empty or _rank(by_expression, whole, test_fraction) < _rank(by_expression, test, test_fraction):
+            test = whole
     test_sources = {s for s, t in zip(order, test) if t}
     return source.map(lambda s: "test" if s in test_sources else "train")
