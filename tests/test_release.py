@@ -72,7 +72,8 @@ def test_release_has_exactly_the_ferv39k_layout(release, workdir):
                 assert (img.format, img.size) == ("JPEG", (224, 224))
     meta, kv = read_metadata(release / "metadata.parquet")
     present = meta.drop_duplicates(["split", "scene"])  # a list per scene and scenario with clips in the split
-    assert sorted(p.relative_to(release / "4_setups").as_posix() for p in (release / "4_setups").rglob("*.csv")) == sorted(
+    lists = sorted(p.relative_to(release / "4_setups").as_posix() for p in (release / "4_setups").rglob("*.csv"))
+    assert lists == sorted(
         ["All_scenes/test_All.csv", "All_scenes/train_All.csv"]
         + [f"22_scenes/{s}_{scene}.csv" for s, scene in zip(present["split"], present["scene"])]
         + [f"4_scenarios/{s}_{code}.csv" for s, code in set(zip(present["split"], present["scenario"]))])

@@ -55,13 +55,15 @@ def _labelling(cfg: BuildConfig, labelling: dict) -> str:
     figures = labelling.get("agreement", {})
     shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(figures.items())
                       if isinstance(v, (int, float)) and not isinstance(v, bool)) or "not computed"
-    return f"""Trusted labelling, as FERV39k's: annotators chose one of 26 descriptor words (mapped to 7 expressions) or
-PASS in Label Studio, each clip seen by {ann.annotators_per_clip} annotators working in independent copies of
-groups of {ann.group_size} clips. {ann.gold_fraction:.0%} of every group (at least {ann.min_gold_per_group}) were gold clips whose label
-experts had settled: a copy with a gold accuracy of at least {ann.accept_gold_rate:.0%} was accepted, at least
-{ann.improper_gold_rate:.0%} improper, below that unacceptable (its votes dropped{"" if agg.trusted_copies else "; not applied in this build"}).
-Expert review: {"on" if ann.expert_review else "off"}. Votes were aggregated with {agg.method} (winning share at least
-{agg.min_agreement}, at least {agg.min_votes} votes); only clips with status {" / ".join(cfg.release.statuses)} and one of the 7
+    dropped = "its votes dropped" + ("" if agg.trusted_copies else "; not applied in this build")
+    statuses = " / ".join(cfg.release.statuses)
+    return f"""Trusted labelling, as FERV39k's: annotators chose one of 26 descriptor words (mapped to 7
+expressions) or PASS in Label Studio, each clip seen by {ann.annotators_per_clip} annotators working in independent
+copies of groups of {ann.group_size} clips. {ann.gold_fraction:.0%} of every group (at least {ann.min_gold_per_group}) were
+gold clips whose label experts had settled: a copy with a gold accuracy of at least {ann.accept_gold_rate:.0%}
+was accepted, at least {ann.improper_gold_rate:.0%} improper, below that unacceptable ({dropped}). Expert
+review: {"on" if ann.expert_review else "off"}. Votes were aggregated with {agg.method} (winning share at least
+{agg.min_agreement}, at least {agg.min_votes} votes); only clips with status {statuses} and one of the 7
 expressions are released.
 
 - valid votes: {labelling.get("votes", 0)} from {_counts(labelling.get("annotators", {}))} annotators
@@ -76,6 +78,7 @@ def datasheet(meta: pd.DataFrame, cfg: BuildConfig, built_at: datetime, labellin
     test = int((meta["split"] == "test").sum())
     config = yaml.safe_dump(public_config(cfg), sort_keys=False, allow_unicode=True)
     scenes = ", ".join(sorted(set(meta["scene"])))
+    crop = cfg.export.crop_size
     licences = meta.drop_duplicates("source_id")["source_license"].fillna("not stated").value_counts().to_dict()
     text = f"""# Dataset Card for {cfg.release.name}
 
@@ -98,7 +101,7 @@ Built: {built_at.isoformat()}
 A clip is one face track of 0.5 to 2 s in one shot of a source video: its face-crop frames, its scene frames, its
 face-crop and scene clips (H.264, constant frame rate), one line in the split lists and one row of metadata.
 
-- `{layout.FACE_DIR}/<Scene>/<Expression>/<NNNN>/00001.jpg ...`: face-crop frames, {cfg.export.crop_size}x{cfg.export.crop_size} JPEG
+- `{layout.FACE_DIR}/<Scene>/<Expression>/<NNNN>/00001.jpg ...`: face-crop frames, {crop}x{crop} JPEG
 - `{layout.SCENE_DIR}/<Scene>/<Expression>/<NNNN>/00001.jpg ...`: scene frames (original framing)
 - `{layout.FACE_CLIPS_DIR}/<Scene>/<Expression>/<NNNN>.mp4`: the face-crop clip (H.264)
 - `{layout.SCENE_CLIPS_DIR}/<Scene>/<Expression>/<NNNN>.mp4`: the scene clip, the face marked (as annotators saw it)
@@ -140,10 +143,11 @@ videos, `ferv release rebuild metadata.parquet SOURCES OUT` re-cuts every clip a
 
 ### Data Splits
 
-About {cfg.release.test_fraction:g} of every scene x expression cell is test, whole source videos at a time (no source in
-both splits), chosen greedily over sources in a seeded hash order (seed {cfg.release.seed}); where that would leave a split
-empty, the test sources are chosen over the whole release (test no larger than train, every expression kept in
-train where possible, share closest to {cfg.release.test_fraction:g}). A build with one source is not split.
+About {cfg.release.test_fraction:g} of every scene x expression cell is test, whole source videos at a time (no source
+in both splits), chosen greedily over sources in a seeded hash order (seed {cfg.release.seed}). Where that leaves a
+split empty or the test share more than 5 points off, the test sources are also chosen over the whole release
+(test no larger than train, every expression kept in train where possible, share closest to
+{cfg.release.test_fraction:g}) and the better choice kept. A build with one source is not split.
 
 {split_note(meta, cfg.release.test_fraction)}
 

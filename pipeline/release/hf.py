@@ -84,9 +84,10 @@ clips["train"][0]["video"]["path"]  # the face-crop clip (H.264): decode it with
 clips["train"].features["label"].int2str(clips["train"][0]["label"])
 ```
 
-`data/<split>/<Scene>_<Expression>_<NNNN>.mp4` are the release's `{layout.FACE_CLIPS_DIR}` clips; `data/<split>/metadata.jsonl`
-gives each its `label` ({", ".join(label_names())}), the `descriptor` word annotators chose most, `scene`,
-`scenario`, `source_id`, `annotators` (valid votes) and `agreement`, with `key` its path in the release.
+`data/<split>/<Scene>_<Expression>_<NNNN>.mp4` are the release's `{layout.FACE_CLIPS_DIR}` clips;
+`data/<split>/metadata.jsonl` gives each its `label` ({", ".join(label_names())}), the
+`descriptor` word annotators chose most, `scene`, `scenario`, `source_id`, `annotators` (valid votes) and
+`agreement`, with `key` its path in the release.
 """
     return ("---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n" + usage
             + datasheet).encode("utf-8")

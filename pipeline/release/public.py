@@ -4,13 +4,11 @@ that a shipped clip is constant-frame-rate H.264."""
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import av
 
-from pipeline.media import VideoError
 
 _YOUTUBE_HOSTS = {"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com"}
 
@@ -55,22 +53,23 @@ def clip_record(row) -> dict:
     return {
         "key": row.path, "clip_id": row.clip_id, "split": row.split,
         "label": row.expression, "label_id": int(row.label_id), "dfew_id": int(row.dfew_id),
-        "descriptor": row.descriptor if isinstance(row.descriptor, str) else None, "scene": row.scene, "scenario": row.scenario, "source_id": row.source_id,
+        "descriptor": row.descriptor if isinstance(row.descriptor, str) else None,
+        "scene": row.scene, "scenario": row.scenario, "source_id": row.source_id,
         "source_url": row.source_url, "annotators": int(row.n_votes), "agreement": float(row.agreement),
         "num_frames": int(row.num_frames), "fps": float(row.fps),
     }
 
 
 def check_cfr_h264(path: Path, num_frames: int) -> None:
-    """Raise VideoError unless ``path`` is H.264 with ``num_frames`` frames at one constant frame duration."""
+    """Raise ValueError unless ``path`` is H.264 with ``num_frames`` frames at one constant frame duration."""
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             codec = stream.codec_context.name
             pts = sorted(p.pts for p in container.demux(stream) if p.size and p.pts is not None)
     except (av.FFmpegError, OSError, IndexError) as exc:
-        raise VideoError(f"{path}: cannot be read as a video ({exc}); rebuild the release") from exc
-    steps = {Fraction(b - a) for a, b in zip(pts, pts[1:])}
+        raise ValueError(f"{path}: cannot be read as a video ({exc}); rebuild the release") from exc
+    steps = {b - a for a, b in zip(pts, pts[1:])}
     if codec != "h264" or len(pts) != num_frames or len(steps) > 1:
-        raise VideoError(f"{path}: expected constant-frame-rate H.264 with {num_frames} frames, found {codec} with "
+        raise ValueError(f"{path}: expected constant-frame-rate H.264 with {num_frames} frames, found {codec} with "
                          f"{len(pts)} frames and {len(steps)} frame durations; rebuild the release")
