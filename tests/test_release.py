@@ -487,3 +487,12 @@ def test_webdataset_shards_read_back_with_tarfile(release, tmp_path):
     assert sorted(seen) == sorted(meta["path"])
     again = export_release(release, "webdataset", tmp_path / "wds2", shard_clips=4)
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in shards]  # byte-identical across runs
+    fewer = export_release(release, "webdataset", tmp_path / "wds", shard_clips=100)  # stale shards go
+    left = sorted(p.relative_to(tmp_path / "wds").as_posix() for p in (tmp_path / "wds").rglob("*.tar"))
+    assert left == ["test/00000.tar", "train/00000.tar"] and len(fewer) == 2
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no ferv webdataset export"):
+        export_release(release, "webdataset", foreign)
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
