@@ -141,6 +141,9 @@ class LabelStudioConfig(_Model):
     token_env: str = "FERV_LS_TOKEN"  # the API token is read from this environment variable
     project_title: str = "ferv"
     data_dir: str | None = None  # local server data; default WORKDIR/labelstudio
+    # Label Studio's local-files document root, holding only links to clip folders (annotation/media.py);
+    # default WORKDIR/media. Keep the data directory, secrets and manifests outside it.
+    media_root: str | None = None
     storage: Literal["local", "s3"] = "local"
     s3_bucket: str | None = None
     s3_prefix: str | None = None

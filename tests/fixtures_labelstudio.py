@@ -1,9 +1,9 @@
 """Shared pytest fixtures for the annotation area: ONE real Label Studio server per test session.
 
 ``labelstudio`` (session scope) starts Label Studio on a free port with a fresh data directory and yields
-a :class:`LabelStudioSession`. Its local-files document root is the session's pytest base temp directory,
-so every ``tmp_path`` of every test is servable; pass ``local_root=labelstudio.clips_root`` to
-``push_tasks``. Set ``FERV_TEST_LS_CLIPS_ROOT`` to root it elsewhere (work directories must lie below).
+a :class:`LabelStudioSession`. Like a production server it serves only clips: its local-files document root
+(``clips_root``, the media root) is a folder of its own outside the data directory, and push links each
+test's ``WORKDIR/clips`` into it; pass ``local_root=labelstudio.clips_root`` to ``push_tasks``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory):
         server.label_studio_bin()
     except server.ServerError as exc:
         pytest.skip(str(exc))
-    clips_root = Path(os.environ.get("FERV_TEST_LS_CLIPS_ROOT") or tmp_path_factory.getbasetemp()).resolve()
+    clips_root = tmp_path_factory.mktemp("labelstudio-media").resolve()
     data_dir = tmp_path_factory.mktemp("labelstudio-data")
     srv = server.start(data_dir, clips_root, port=server.free_port(), token_env="FERV_TEST_LS_TOKEN_UNUSED")
     try:
