@@ -168,6 +168,8 @@ def _server_env(data_dir: Path, clips_root: Path, token: str, database: Postgres
         LABEL_STUDIO_BASE_DATA_DIR=str(data_dir),
         LATEST_VERSION_CHECK="false",
         COLLECT_ANALYTICS="false",
+        SENTRY_DSN="",  # no error reports (with request paths) to Label Studio's Sentry
+        FRONTEND_SENTRY_DSN="",
         LOG_LEVEL="WARNING",
     )
     return env
