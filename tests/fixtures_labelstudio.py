@@ -35,12 +35,14 @@ class LabelStudioSession:
         """A build config pointing at this server, with a unique project title and optional
         ``annotation`` overrides (e.g. ``gold_fraction=0, min_gold_per_group=0``)."""
         title = title or f"t-{uuid.uuid4().hex[:8]}"
-        return BuildConfig.model_validate({"labelstudio": {"url": self.url, "project_title": title},
+        return BuildConfig.model_validate({"labelstudio": {"url": self.url, "project_title": title,
+                                                           "media_root": str(self.clips_root)},
                                            "annotation": annotation})
 
     def env(self) -> dict[str, str]:
-        """Environment for code that reads the token the production way (``$FERV_LS_TOKEN``)."""
-        return {**os.environ, "FERV_LS_TOKEN": self.token}
+        """Environment for code that reads the token and the media root the production way (``$FERV_LS_TOKEN``,
+        ``$FERV_LS_MEDIA_ROOT``, as the team stack's worker does)."""
+        return {**os.environ, "FERV_LS_TOKEN": self.token, "FERV_LS_MEDIA_ROOT": str(self.clips_root)}
 
 
 @pytest.fixture(scope="session")
