@@ -212,8 +212,8 @@ def start(data_dir: str | Path, clips_root: str | Path, port: int = 8080, token_
     ``clips_root`` is the local-files document root (the media root); ``private`` paths (e.g. the work
     directory with its manifests) and the data directory must lie outside it, outside every folder it links
     to and outside ``served`` (folders that will be linked into it), else :class:`ServerError`. ``database``:
-    when None, the one ``Postgres.from_env`` names, else SQLite in ``data_dir``. Returns the running server; if one already runs from this data
-    directory, returns that one.
+    when None, the one ``Postgres.from_env`` names, else SQLite in ``data_dir``. Returns the running server;
+    if one already runs from this data directory, returns that one.
     """
     data_dir, clips_root = Path(data_dir).resolve(), Path(clips_root).resolve()
     try:

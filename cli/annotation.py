@@ -65,7 +65,8 @@ def up(config: Path | None = CONFIG, workdir: Path | None = WORKDIR_OPT,
     try:
         srv = server.start(data_dir, media_root(cfg.labelstudio, root),
                            port=port or urlparse(cfg.labelstudio.url).port or 8080,
-                           token_env=cfg.labelstudio.token_env, wait_s=wait_s, private=[root], served=[root / "clips"])
+                           token_env=cfg.labelstudio.token_env, wait_s=wait_s, private=[root],
+                           served=[root / "clips"])
     except server.ServerError as exc:
         _fail(str(exc))
     console.print(f"Label Studio is up at {srv.url} (pid {srv.pid}); serving only {root / 'clips'} "

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-GOOD = {"POSTGRES_PASSWORD": "Pg-2f9c81d0aa", "LABEL_STUDIO_PASSWORD": "Ls-77e0b1c3d4", "LABEL_STUDIO_TOKEN": "ab12" * 10,
-        "PREFECT_AUTH_STRING": "admin:Pf-5b2e9d8c71"}
+GOOD = {"POSTGRES_PASSWORD": "Pg-2f9c81d0aa", "LABEL_STUDIO_PASSWORD": "Ls-77e0b1c3d4",
+        "LABEL_STUDIO_TOKEN": "ab12" * 10, "PREFECT_AUTH_STRING": "admin:Pf-5b2e9d8c71"}
 
 
 @pytest.fixture

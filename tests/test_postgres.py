@@ -75,7 +75,10 @@ def postgres() -> Iterator[Cluster]:
         shutil.chown(home, "postgres")
         shutil.chown(home / "pw", "postgres")
     cluster = Cluster(server.free_port(), "ferv", password, pg, as_user)
-    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True, timeout=300)  # noqa: E731
+
+    def run(*cmd: str) -> None:
+        subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True, timeout=300)
+
     run(str(pg / "initdb"), "-D", str(home / "data"), "-U", cluster.user, "--auth=scram-sha-256",
         f"--pwfile={home / 'pw'}", "--no-sync")
     run(str(pg / "pg_ctl"), "-D", str(home / "data"), "-l", str(home / "log"), "-w", "-t", "120", "-o",
