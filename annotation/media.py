@@ -40,7 +40,7 @@ def clips_storage(workdir: str | Path, root: str | Path) -> Path:
     digest = hashlib.sha256(str(clips).encode()).hexdigest()[:10]
     link = root / f"{clips.parent.name}-{digest}"
     if link.is_symlink() or link.exists():
-        if link.resolve() != clips:
+        if link.resolve() != clips.resolve():
             raise ServedTreeError(f"{link} should link to {clips} but points at {link.resolve()}; remove it")
         return link
     root.mkdir(parents=True, exist_ok=True)
