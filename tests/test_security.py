@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from annotation import server
-from annotation.media import clips_storage
+from annotation.media import ServedTreeError, clip_url, clips_storage
 from annotation.push import copy_title, push_tasks
 from annotation.users import add_annotator
 from schemas.manifests import read_manifest
@@ -122,6 +123,18 @@ def _mode(path: Path) -> int:
         return path.stat().st_mode
     except FileNotFoundError:  # a database journal that came and went
         return 0
+
+
+def test_task_urls_point_into_the_clips_folder_only(tmp_path):
+    work, media = tmp_path / "work", tmp_path / "media"
+    storage = clips_storage(work, media)
+    assert storage.parent == media and storage.is_symlink() and storage.resolve() == work / "clips"
+    assert clips_storage(work, media) == storage and list(media.iterdir()) == [storage]  # made once
+    assert clip_url(storage, work, "clips/src/c1/scene.mp4") == f"/data/local-files/?d={storage.name}/src/c1/scene.mp4"
+    for outside in ("labelstudio/token", "clips/../labelstudio/token", "/etc/passwd", "tasks.parquet"):
+        with pytest.raises(ServedTreeError):
+            clip_url(storage, work, outside)
+    assert clips_storage(work, work) == work / "clips"  # the team stack: clips mounted right in the media root
 
 
 def _run_cli(*args: str) -> tuple[int, str]:
