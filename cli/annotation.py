@@ -19,7 +19,7 @@ annotate_app = typer.Typer(help="Push clips to Label Studio and sync the votes b
 annotators_app = typer.Typer(help="Crowd annotators and experts (Label Studio users).", no_args_is_help=True)
 
 CONFIG = typer.Option(None, "--config", "-c", help="Build config YAML (default: built-in).")
-WORKDIR_OPT = typer.Option(None, "--workdir", "-w", help="Work directory (the clips root); default: config's.")
+WORKDIR_OPT = typer.Option(None, "--workdir", "-w", help="Work directory; default: the config's.")
 
 
 def _fail(message: str) -> None:
