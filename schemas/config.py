@@ -141,6 +141,9 @@ class LabelStudioConfig(_Model):
     token_env: str = "FERV_LS_TOKEN"  # the API token is read from this environment variable
     project_title: str = "ferv"
     data_dir: str | None = None  # local server data; default WORKDIR/labelstudio
+    # Label Studio's local-files document root, holding only links to clip folders (annotation/media.py);
+    # default WORKDIR/media. Keep the data directory, secrets and manifests outside it.
+    media_root: str | None = None
     storage: Literal["local", "s3"] = "local"
     s3_bucket: str | None = None
     s3_prefix: str | None = None
@@ -241,8 +244,14 @@ class BuildConfig(_Model):
         return list(self.keywords.get(scene, TAXONOMY.scene(scene).keywords))
 
 
+# Settings a deployment gives through the environment (the team stack's worker): they win over the YAML file.
+ENV_SETTINGS = {"FERV_WORKDIR": ("workdir",), "FERV_LS_URL": ("labelstudio", "url"),
+                "FERV_LS_MEDIA_ROOT": ("labelstudio", "media_root")}
+
+
 def load_config(path: str | Path | None = None, **overrides) -> BuildConfig:
-    """Read a YAML build config (or the defaults), then apply top-level ``overrides``."""
+    """Read a YAML build config (or the defaults), apply ``ENV_SETTINGS`` found in the environment, then
+    top-level ``overrides``."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -250,6 +259,9 @@ def load_config(path: str | Path | None = None, **overrides) -> BuildConfig:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             raise FileNotFoundError(f"config file {path} does not exist; pass a path like configs/demo.yaml") from None
+    for name, (*section, key) in ENV_SETTINGS.items():
+        if os.environ.get(name):
+            (data.setdefault(section[0], {}) if section else data)[key] = os.environ[name]
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return BuildConfig.model_validate(data)
