@@ -37,12 +37,20 @@ class AcquireConfig(_Model):
     sleep_between_s: float = Field(0.0, ge=0)
     socket_timeout_s: float = Field(20.0, gt=0)
     source_timeout_s: float = Field(600.0, gt=0)
-    concurrency: int = Field(4, ge=1)
+    max_file_mb: int = Field(2048, ge=1)  # larger downloads are refused (yt-dlp max_filesize)
+    # bounds every fetched video is checked against (a frame rate of 0.001 would make one-frame "clips")
+    min_fps: float = Field(5.0, gt=0)
+    max_fps: float = Field(240.0, gt=0)
+    max_pixels: int = Field(3840 * 2160, ge=1024)  # width x height
+    # the header's duration and frame count / frame rate may differ by this share (or 2 s), not more
+    duration_tolerance: float = Field(0.25, ge=0, le=1)
 
     @model_validator(mode="after")
     def _durations(self) -> "AcquireConfig":
         if self.min_duration_s >= self.max_duration_s:
             raise ValueError("acquire.min_duration_s must be below acquire.max_duration_s")
+        if self.min_fps >= self.max_fps:
+            raise ValueError("acquire.min_fps must be below acquire.max_fps")
         return self
 
 

@@ -84,7 +84,7 @@ def test_url_list_downloads_probes_and_is_idempotent(site, tmp_path):
     (tmp_path / "urls.txt").write_text("# sources\n" + "\n".join(f"{u},War" for u in urls) + "\n")
     work = tmp_path / "work"
     calls: list[tuple] = []
-    summary = stage.acquire(work, _cfg(), urls_file=tmp_path / "urls.txt", progress=lambda *a: calls.append(a))
+    summary = stage.acquire(work, _cfg(), allow_private=True, urls_file=tmp_path / "urls.txt", progress=lambda *a: calls.append(a))
     assert (summary.fetched, summary.failed) == (3, 0)
     assert calls[0] == ("acquire", 0, 3) and calls[-1] == ("acquire", 3, 3)
     last = {task: (done, total) for task, done, total in calls}
@@ -103,7 +103,7 @@ def test_url_list_downloads_probes_and_is_idempotent(site, tmp_path):
         assert Path(r.path).name.startswith(r.source_id)
     mtimes = {p: p.stat().st_mtime_ns for p in (work / "videos").iterdir()}
     handler.log.clear()
-    again = stage.acquire(work, _cfg(), urls_file=tmp_path / "urls.txt")
+    again = stage.acquire(work, _cfg(), allow_private=True, urls_file=tmp_path / "urls.txt")
     assert (again.fetched, again.skipped) == (0, 3)
     assert handler.log == []  # nothing requested, nothing downloaded twice
     assert {p: p.stat().st_mtime_ns for p in (work / "videos").iterdir()} == mtimes
@@ -114,11 +114,11 @@ def test_failures_are_recorded_and_the_good_ones_land(site, tmp_path):
     work = tmp_path / "work"
     first = [f"{base}/good.mp4"]
     (tmp_path / "one.txt").write_text("\n".join(first))
-    stage.acquire(work, _cfg(), urls_file=tmp_path / "one.txt", scene="Crime")
+    stage.acquire(work, _cfg(), allow_private=True, urls_file=tmp_path / "one.txt", scene="Crime")
     bad = {f"{base}/missing.mp4": "404", f"{base}/truncated.mp4": "truncated or corrupt",
            f"{base}/hang.mp4": "timed out"}
     (tmp_path / "all.txt").write_text("\n".join([*first, *bad, f"{base}/x/a.mp4"]))
-    summary = stage.acquire(work, _cfg(socket_timeout_s=1, source_timeout_s=15), urls_file=tmp_path / "all.txt",
+    summary = stage.acquire(work, _cfg(socket_timeout_s=1, source_timeout_s=15), allow_private=True, urls_file=tmp_path / "all.txt",
                             scene="Crime")
     assert (summary.fetched, summary.skipped, summary.failed) == (1, 1, 3)
     assert set(read_manifest(work, "sources")["url"]) == {f"{base}/good.mp4", f"{base}/x/a.mp4"}
@@ -136,7 +136,7 @@ def test_per_source_timeout_ends_a_hanging_download(site, tmp_path):
     (tmp_path / "urls.txt").write_text(f"{url},War\n")
     work = tmp_path / "work"
     started = time.monotonic()
-    summary = stage.acquire(work, _cfg(socket_timeout_s=60, source_timeout_s=4), urls_file=tmp_path / "urls.txt")
+    summary = stage.acquire(work, _cfg(socket_timeout_s=60, source_timeout_s=4), allow_private=True, urls_file=tmp_path / "urls.txt")
     assert summary.failed == 1 and time.monotonic() - started < 15
     message = read_manifest(work, "failures").iloc[0]["message"]
     assert url in message and "source_timeout_s" in message
@@ -147,7 +147,7 @@ def test_hostile_names_cannot_escape_videos_dir(site, tmp_path):
     url = f"{base}/t'; $(rm -rf ~) ..%2F..%2Fx %F0%9F%8E%AC.mp4"
     (tmp_path / "urls.txt").write_text(f"{url},Talkshow\n")
     work = tmp_path / "work"
-    assert stage.acquire(work, _cfg(), urls_file=tmp_path / "urls.txt").fetched == 1
+    assert stage.acquire(work, _cfg(), allow_private=True, urls_file=tmp_path / "urls.txt").fetched == 1
     files = [p for p in work.rglob("*") if p.is_file() and p.suffix == ".mp4"]
     assert files == [work / "videos" / f"{source_id_for_url(url)}.mp4"]
     assert "'" in read_records(work, "sources")[0].title  # the hostile title is kept as data only
