@@ -7,9 +7,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from schemas.errors import UserError
 from schemas.taxonomy import TAXONOMY
+
+
+class ConfigError(UserError, ValueError):
+    """A config file that cannot be read or does not validate; the message names the file and the settings."""
 
 
 class _Model(BaseModel):
@@ -249,17 +254,44 @@ class BuildConfig(_Model):
         return list(self.keywords.get(scene, TAXONOMY.scene(scene).keywords))
 
 
+def _problems(exc: ValidationError) -> str:
+    """Pydantic's errors in one line: ``section.key: what is wrong`` each."""
+    out = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        what = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+        got = "" if error["type"] == "extra_forbidden" else f" (got {error.get('input')!r:.60})"
+        out.append(f"{where}: {what}{got}")
+    return "; ".join(out)
+
+
 def load_config(path: str | Path | None = None, **overrides) -> BuildConfig:
-    """Read a YAML build config (or the defaults), then apply top-level ``overrides``."""
+    """Read a YAML build config (or the defaults), then apply top-level ``overrides``; a file that cannot be
+    read, is not YAML, is not a mapping or does not validate raises :class:`ConfigError` in one line."""
     data: dict = {}
     if path is not None:
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise FileNotFoundError(f"config file {path} does not exist; pass a path like configs/demo.yaml") from None
+            raise ConfigError(f"config file {path} does not exist; pass a path like configs/demo.yaml") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read ({type(exc).__name__}); pass a YAML text file "
+                              "like configs/demo.yaml") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"config {path}: YAML syntax error{where}: {problem}; fix it (configs/demo.yaml "
+                              "shows the layout)") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path}: the file holds a {type(data).__name__}, not a mapping of settings; "
+                              "write `section:` keys at the top level as in configs/demo.yaml")
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return BuildConfig.model_validate(data)
-    except Exception as exc:
-        raise ValueError(f"invalid config {path or '(defaults)'}: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"config {path or '(defaults)'}: {_problems(exc)}; see schemas/config.py for each "
+                          "setting's meaning and range") from None
