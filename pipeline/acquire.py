@@ -23,7 +23,7 @@ import shutil
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -79,6 +79,7 @@ class SourceCandidate:
     keyword: str | None = None
     title: str | None = None
     problem: str | None = None  # why it cannot be fetched (a bad line of a list): its failure row
+    refetch: bool = False  # acquired before, but its file is missing or changed: fetched past yt-dlp's archive
 
 
 @dataclass
@@ -262,17 +263,24 @@ def _all_candidates(cfg: BuildConfig, urls_file, local_dir, scene, search) -> li
     return list({c.source_id: c for c in candidates}.values())
 
 
-def _intact(workdir: Path) -> set[str]:
-    """Source ids of ``sources.parquet`` that are done: their file is there with the recorded sha256."""
-    done = set()
+def _intact(workdir: Path) -> tuple[set[str], set[str]]:
+    """Source ids of ``sources.parquet`` that are done (their file is there with the recorded sha256), and those
+    whose file is missing or changed."""
+    done, broken = set(), set()
     for record in read_records(workdir, "sources"):
         path = in_workdir(workdir, record.path)
         if path.is_file() and (not record.sha256 or file_sha256(path) == record.sha256):
             done.add(record.source_id)
         else:  # missing or changed: fetched again, without the old file (yt-dlp would keep a file it finds)
+            broken.add(record.source_id)
             for old in Path(videos_dir(workdir)).glob(f"{record.source_id}.*"):
                 old.unlink(missing_ok=True)
-    return done
+    return done, broken
+
+
+def _todo(workdir: Path, candidates: list[SourceCandidate]) -> list[SourceCandidate]:
+    done, broken = _intact(workdir)
+    return [replace(c, refetch=c.source_id in broken) for c in candidates if c.source_id not in done]
 
 
 def plan_sources(workdir: str | Path, cfg: BuildConfig, *, urls_file: str | Path | None = None,
@@ -280,8 +288,7 @@ def plan_sources(workdir: str | Path, cfg: BuildConfig, *, urls_file: str | Path
                  ) -> list[SourceCandidate]:
     """Candidates not yet done (in ``sources.parquet`` with their file intact): from a URL list, a local folder,
     and/or keyword search (search runs when asked, or by default when neither a list nor a folder is given)."""
-    done = _intact(Path(workdir))
-    return [c for c in _all_candidates(cfg, urls_file, local_dir, scene, search) if c.source_id not in done]
+    return _todo(Path(workdir), _all_candidates(cfg, urls_file, local_dir, scene, search))
 
 
 class _ArchiveById(yt_dlp.YoutubeDL):
@@ -339,7 +346,7 @@ def _fetch_url(workdir: Path, candidate: SourceCandidate, acq: AcquireConfig,
     folder = videos_dir(workdir)
     params = {**_ydl_options(acq), "outtmpl": str(folder / f"{candidate.source_id}.%(ext)s"),
               "format": acq.format.format(h=acq.max_height), "merge_output_format": "mp4",
-              "download_archive": str(folder / ARCHIVE), "continuedl": True, "noplaylist": True,
+              **({} if candidate.refetch else {"download_archive": str(folder / ARCHIVE)}), "continuedl": True, "noplaylist": True,
               "ratelimit": acq.rate_limit_bytes, "sleep_interval": acq.sleep_between_s or None,
               "max_duration_s": acq.max_duration_s}
     ctx = multiprocessing.get_context("spawn")
@@ -467,8 +474,7 @@ def acquire(workdir: str | Path, cfg: BuildConfig, *, urls_file: str | Path | No
     nothing); a failing source becomes a failure row and the run goes on."""
     workdir = Path(workdir)
     everything = _all_candidates(cfg, urls_file, local_dir, scene, search)
-    done = _intact(workdir)
-    candidates = [c for c in everything if c.source_id not in done]
+    candidates = _todo(workdir, everything)
     run = run_all(workdir, AcquireStage(workdir, cfg, allow_private, progress), candidates, progress=progress)
     fetched = [o.input_id for o in run.outcomes if o.ok]
     return AcquireSummary(fetched=len(fetched), skipped=len(everything) - len(candidates), failed=run.failed,

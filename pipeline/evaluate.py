@@ -87,6 +87,9 @@ def read_predictions(predictions_csv: Path, release_dir: Path) -> pd.DataFrame:
     """Predictions as (path, prediction), keys resolved and names checked."""
     what = "write a CSV with a header (path or clip_id, then prediction or one score column per expression)"
     try:
+        with open(predictions_csv, "rb") as fh:
+            if b"\0" in fh.read(8192):
+                raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL byte")
         pred = pd.read_csv(predictions_csv, dtype={"path": str, "clip_id": str, "prediction": str},
                            encoding="utf-8")
     except FileNotFoundError:
@@ -94,7 +97,7 @@ def read_predictions(predictions_csv: Path, release_dir: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise EvaluationError(f"predictions file {predictions_csv} is empty; {what}") from None
     except UnicodeDecodeError:
-        raise EvaluationError(f"predictions file {predictions_csv} is not UTF-8 text (a binary file?); "
+        raise EvaluationError(f"predictions file {predictions_csv} is binary, not UTF-8 text; "
                               f"{what}") from None
     except pd.errors.ParserError as exc:
         raise EvaluationError(f"predictions file {predictions_csv} is not a well-formed CSV "

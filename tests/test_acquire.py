@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -194,3 +196,42 @@ def test_cli_prints_one_clear_message_without_network(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["acquire", str(tmp_path / "work"), "--scene", "War", "--search"])
     assert result.exit_code == 2
     assert "needs network access" in result.output and "Traceback" not in result.output
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_a_killed_acquire_takes_its_download_child_with_it(site, tmp_path):
+    """SIGKILL to acquire (no handler can run) while its download child hangs on a server: the child dies too."""
+    base, _, _ = site
+    (tmp_path / "urls.txt").write_text(f"{base}/hang-killed.mp4,War\n")
+    code = ("import sys; from pipeline.acquire import acquire; from schemas.config import BuildConfig; "
+            "acquire(sys.argv[1], BuildConfig.model_validate({'acquire': {'search': False, 'source_timeout_s': 300, "
+            "'socket_timeout_s': 120}}), urls_file=sys.argv[2], allow_private=True)")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "work"), str(tmp_path / "urls.txt")],
+                              cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + 60
+        while not (children := [c for c in _children(parent.pid) if _alive(c) and b"spawn_main" in
+                                Path(f"/proc/{c}/cmdline").read_bytes()]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert children, "the download child never started"
+        time.sleep(2)  # the child is past its start-up, inside the download
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(c) for c in children)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
