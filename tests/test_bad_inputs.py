@@ -252,3 +252,40 @@ def test_missing_or_changed_source_files_are_fetched_again(site, tmp_path):
 
     assert file_sha256(video) == read_manifest(work, "sources").iloc[0]["sha256"]
     assert source_id_for_url(f"{site}/{GOOD}") == read_manifest(work, "sources").iloc[0]["source_id"]
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def test_rebuild_refuses_a_crafted_metadata_row_and_works_without_scene_frames(tmp_path):
+    """A release built with scene frames off rebuilds (face crops match); the same metadata with one row whose
+    path and scene climb out of OUT is refused before anything is written, inside OUT or out of it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.release import build_release, rebuild_release
+    from pipeline.release.rebuild import UnsafeMetadata
+    from schemas.config import BuildConfig
+    from tests.release_support import SourcePlan, make_workdir
+
+    work = make_workdir(tmp_path / "work", [SourcePlan("a", "Talkshow", ("Happy", "Sad", "Happy", "Angry")),
+                                             SourcePlan("b", "Interview", ("Sad", "Happy", "Neutral"))])
+    release = tmp_path / "release"
+    build_release(work, release, BuildConfig.model_validate({"release": {"scene_frames": False}}))
+    assert not (release / "3_ClipsforScenImages").exists()
+    rebuilt = rebuild_release(release / "metadata.parquet", work / "sources", tmp_path / "rebuilt")
+    assert rebuilt.problems == () and rebuilt.matched == rebuilt.clips == 7
+
+    table = pq.read_table(release / "metadata.parquet")
+    for column, value in (("path", "../../../escaped/Happy/0000"), ("scene", "../../escaped")):
+        crafted = table.set_column(table.schema.get_field_index(column), column,
+                                   pa.array([value, *table.column(column).to_pylist()[1:]]))
+        bad = tmp_path / f"crafted-{column}" / "metadata.parquet"
+        bad.parent.mkdir()
+        pq.write_table(crafted, bad)
+        before = _tree(tmp_path)
+        out = tmp_path / f"out-{column}"
+        with pytest.raises(UnsafeMetadata, match="do not fit the release layout"):
+            rebuild_release(bad, work / "sources", out)
+        assert _tree(tmp_path) == before  # nothing written: not OUT, not beside it

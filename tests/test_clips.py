@@ -341,3 +341,27 @@ def test_face_crop_from_the_frame_pyramid_matches_a_full_resolution_crop(side):
     x, y, s = (int(round(v / step)) * step for v in (x, y, s))
     want = cv2.resize(image[y:y + s, x:x + s], (224, 224), interpolation=cv2.INTER_AREA)
     assert np.abs(got.astype(int) - want.astype(int)).mean() < 4
+
+
+def test_a_header_counting_three_percent_more_frames_than_it_plays_is_processed(run, standard_video, tmp_path):
+    """A real, playable file whose header declares about 3% more frames than it decodes (a stream-copy cut:
+    ffmpeg keeps the packets from the keyframe before the cut and hides them with an edit list) is acquired and
+    gives clips; it is not taken for a truncated file."""
+    import subprocess
+
+    from pipeline.acquire import acquire
+    from pipeline.media import ffmpeg_exe
+    from pipeline.run import run_all
+
+    cut = tmp_path / "in" / "Talkshow" / "cut.mp4"
+    cut.parent.mkdir(parents=True)
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-ss", "0.6", "-i", str(standard_video.path), "-c", "copy",
+                    str(cut)], check=True)
+    declared, decoded = open_info(cut).declared_frames, sum(1 for _ in read_frames(cut))
+    assert 0.95 < decoded / declared < 0.98  # about 3% short of its header's count
+    work = tmp_path / "work"
+    cfg = load_config(run.config).model_copy(update={"clips": ClipsConfig(workers=1)})
+    assert acquire(work, cfg, local_dir=cut.parent.parent, search=False).fetched == 1
+    summary = run_all(work, ClipsStage(work, cfg), read_records(work, "sources"))
+    assert (summary.processed, summary.failed) == (1, 0), summary.failures
+    assert summary.counts["clips"] >= 3 and read_manifest(work, "shots")["end_frame"].max() == decoded
