@@ -35,7 +35,7 @@ from pipeline.run import Outcome, run_all
 from schemas.config import AcquireConfig, BuildConfig
 from schemas.errors import UserError
 from schemas.ids import config_hash, file_sha256, source_id_for_content, source_id_for_url
-from schemas.manifests import in_workdir, read_manifest, read_records
+from schemas.manifests import in_workdir, read_records
 from schemas.records import SourceRecord, utcnow
 from schemas.taxonomy import TAXONOMY
 

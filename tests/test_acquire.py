@@ -235,3 +235,35 @@ def test_a_killed_acquire_takes_its_download_child_with_it(site, tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root: mount); skipped where it cannot be mounted."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_during_a_download_leaves_no_partial_file_and_one_line(site, tiny_disk, tmp_path):
+    base, root, _ = site
+    (root / "big.mp4").write_bytes(np.random.default_rng(2).integers(0, 256, 3 * 2**20, np.uint8).tobytes())
+    (tmp_path / "urls.txt").write_text(f"{base}/big.mp4,War\n{base}/good.mp4,War\n")
+    work = tiny_disk / "work"
+    result = CliRunner().invoke(app, ["acquire", str(work), "--urls", str(tmp_path / "urls.txt"), "--no-search",
+                                      "--allow-private", "--config", str(_config_file(tmp_path))])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 2 and len(errors) == 1 and "no space left" in errors[0], result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in (work / "videos").iterdir() if p.name != stage.ARCHIVE) == []
+    assert read_manifest(work, "failures")["error_kind"].tolist() == ["DiskFull"]
+
+
+def _config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "build.yaml"
+    path.write_text("acquire:\n  retries: 0\n  socket_timeout_s: 5\n  source_timeout_s: 60\n")
+    return path
