@@ -39,6 +39,7 @@ def site(tmp_path_factory):
     """A local HTTP server with one good video (the tests fetch from it with --allow-private)."""
     root = tmp_path_factory.mktemp("site")
     _video(root / GOOD)
+    (root / "big.mp4").write_bytes(bytes(2 * 2**20 + 1))  # over a 2 MiB cap (its content never matters)
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -165,6 +166,9 @@ CASES = [
          0, "1 sources failed", ("acquire", "BadSourceLine"), good=1),
     Case("url-unknown-scene", lambda t, s: _acq(t, s, [f"{s}/{GOOD}?z=3,Nowhere"], "--allow-private"),
          0, "1 sources failed", ("acquire", "BadSourceLine"), good=1),
+    Case("url-over-size-cap", lambda t, s: _acq(t, s, [f"{s}/big.mp4,War"], "--allow-private",
+                                                config="acquire:\n  max_file_mb: 2\n  retries: 0\n"),
+         0, "1 sources failed", ("acquire", "AcquireError"), good=1),
     Case("url-link-local", lambda t, s: _acq(t, s, ["http://169.254.169.254/latest/meta-data,War"]),
          0, "2 sources failed", ("acquire", "UnsafeUrl"), good=0),  # (the good one is on loopback: refused too)
     Case("local-symlink-escape", lambda t, s: _local(t, s, _symlink_out),
