@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.export import cut_scene_frames
+from pipeline.failures import failure_row
 from pipeline.media import VideoError
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.release import layout
@@ -22,7 +23,6 @@ from pipeline.release.report import report_files
 from pipeline.release.split import assign_split
 from schemas.config import BuildConfig
 from schemas.manifests import append_manifest, in_workdir, manifest_lock, read_manifest, write_manifest
-from schemas.records import FailureRecord
 from schemas.taxonomy import TAXONOMY
 
 STAGE = "release"
@@ -90,8 +90,8 @@ def _usable(frame: pd.DataFrame, workdir: Path, sources: pd.DataFrame, cfg: Buil
     for done, row in enumerate(frame.itertuples(index=False), 1):
         reasons.append(_prepare(row, workdir, sources, cfg))
         progress("release: clips", done, len(frame))
-    failed = [FailureRecord(stage=STAGE, input_id=clip_id, error_kind="MissingInput",
-                            message=f"{clip_id}: {reason}; re-run `ferv clips {workdir}` (or relabel) and build "
+    failed = [failure_row(STAGE, clip_id, "MissingInput",
+                            f"{clip_id}: {reason}; re-run `ferv clips {workdir}` (or relabel) and build "
                                     "the release again")
               for clip_id, reason in zip(frame["clip_id"], reasons) if reason]
     if failed:
