@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger, task
 
 from annotation.client import connect
 from annotation.demo_annotators import simulate_workdir
-from flows import acquire, annotation, clips, release
+from flows import acquire, clips, labelling, release
 from flows.runtime import resolve_config, task_runner, workdir_of
 from schemas.config import BuildConfig
 
@@ -45,13 +45,13 @@ def build_dataset(config: str | dict | BuildConfig | None = None, workdir: str |
     out["clips"] = clips.make_clips_flow.with_options(task_runner=runner)(config=cfg)
     if until == "clips":
         return out
-    out["push"] = annotation.push_tasks_flow(config=cfg, ls_data_dir=ls_data_dir, local_root=local_root)
+    out["push"] = labelling.push_tasks_flow(config=cfg, ls_data_dir=ls_data_dir, local_root=local_root)
     if until == "push" and not simulate:
         return out
     if simulate:
         posted = simulate_annotators(root, cfg, simulate, ls_data_dir)
         get_run_logger().info("%d simulated annotations posted", posted)
-    out["sync"] = annotation.sync_votes_flow(config=cfg, ls_data_dir=ls_data_dir)
+    out["sync"] = labelling.sync_votes_flow(config=cfg, ls_data_dir=ls_data_dir)
     if until == "release" or simulate:
         out["release"] = release.release_flow(config=cfg)
     return out
