@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.concurrency.sync import concurrency
 
-from flows.runtime import (GPU_LIMIT, ensure_concurrency_limits, gather, publish, resolve_config, stage_failures,
+from flows.runtime import (ConfigTaskRunner, gather, gpu_slot, publish, resolve_config, skipped, stage_failures,
                            task_runner, workdir_of)
 from pipeline import clips as stage
 from schemas.config import BuildConfig
@@ -27,7 +26,7 @@ def _cache_key(ctx, p) -> str | None:
 @task(retries=1, retry_delay_seconds=10, cache_key_fn=_cache_key, persist_result=True,
       task_run_name="clips {source_id}")
 def clips_for_source(workdir: str, source_id: str, cfg: BuildConfig):
-    with concurrency(GPU_LIMIT, occupy=1, lease_duration=60):
+    with gpu_slot(cfg):
         return stage.process_source(Path(workdir), source_id, cfg)
 
 
@@ -36,13 +35,14 @@ def merge(workdir: str) -> dict[str, int]:
     return stage.merge_parts(Path(workdir))
 
 
-@flow(name="make-clips")
+@flow(name="make-clips", task_runner=ConfigTaskRunner())
 def make_clips_flow(config: str | dict | BuildConfig | None = None, workdir: str | None = None) -> dict:
     """Cut candidate clips from every source of sources.parquet."""
     cfg = resolve_config(config, workdir)
     root = workdir_of(cfg)
-    ensure_concurrency_limits(cfg.runner)
     source_ids = read_manifest(root, "sources")["source_id"].tolist()
+    if not source_ids:
+        return skipped(f"no sources in {root / 'sources.parquet'}: run acquire first", {"sources": 0})
     get_run_logger().info("%d sources", len(source_ids))
     futures = clips_for_source.map(unmapped(str(root)), source_ids, unmapped(cfg))
     done = gather(root, "clips", source_ids, futures)
