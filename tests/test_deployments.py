@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -125,7 +126,8 @@ def worker(prefect_server, labelstudio, tmp_path_factory):
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
     elsewhere = tmp_path_factory.mktemp("worker")
     proc = _start([str(BIN / "prefect"), "worker", "start", "--pool", "ferv"],
-                  {**env, "FERV_CODE_DIR": str(REPO), "FERV_LS_TOKEN": labelstudio.token}, elsewhere / "worker.log",
+                  {**env, "FERV_CODE_DIR": str(REPO), "FERV_LS_TOKEN": labelstudio.token,
+                   "PREFECT_WORKER_QUERY_SECONDS": "1"}, elsewhere / "worker.log",
                   cwd=elsewhere)
     try:
         yield prefect_server
@@ -163,7 +165,7 @@ def _clip_ids(root: Path) -> list[str]:
 def threads_build(worker, labelstudio, samples, centerface_models_dir, tmp_path_factory):
     """Every deployment of prefect.yaml, run on the worker in build order over one work directory."""
     root = tmp_path_factory.mktemp("deployments") / "work"
-    config = str(_config(root, samples, centerface_models_dir,
+    config = str(_config(root, samples, centerface_models_dir, runner={"gpu_concurrency": 2},
                          labelstudio={"url": labelstudio.url, "project_title": "deployments"}))
     local_root = str(labelstudio.clips_root)
     runs = {
@@ -181,7 +183,7 @@ def threads_build(worker, labelstudio, samples, centerface_models_dir, tmp_path_
     return root, states
 
 
-def test_every_deployment_runs_to_completed_on_a_worker(threads_build):
+def test_every_deployment_runs_to_completed_on_a_worker(threads_build, worker):
     root, states = threads_build
     assert {name: (s.type.value, s.name) for name, s in states.items()} == {
         name: ("COMPLETED", "Completed") for name in states}, {n: s.message for n, s in states.items()}
@@ -195,22 +197,32 @@ def test_every_deployment_runs_to_completed_on_a_worker(threads_build):
     listed = (release / "4_setups" / "All_scenes" / "train_All.csv").read_text().splitlines()
     listed += (release / "4_setups" / "All_scenes" / "test_All.csv").read_text().splitlines()
     assert len(listed) == (read_manifest(root, "labels")["status"] == "accepted").sum() > 0
+    # runner.gpu_concurrency: 2 means two slots on this machine, in a limit of its own
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: worker.url}), get_client(sync_client=True) as client:
+        limits = {c.name: (c.limit, c.active_slots) for c in client.read_global_concurrency_limits(limit=100)}
+    assert limits[f"ferv-gpu-{socket.gethostname().lower()}"] == (2, 0)
+    assert limits["ferv-downloads"] == (4, 0)
 
 
 def test_a_deployment_with_nothing_to_do_says_so(worker, tmp_path):
     """sync-votes without a Label Studio token (as scheduled against a fresh config) and acquire without
-    sources end Skipped with one line, and create no work directory."""
-    nowhere = tmp_path / "never-made"
-    config = tmp_path / "bare.yaml"
-    config.write_text(yaml.safe_dump({"workdir": str(nowhere), "acquire": {"search": False},
-                                      "labelstudio": {"token_env": "FERV_TEST_NO_SUCH_TOKEN"}}))
-    synced = worker.run("sync-votes/sync-votes", config=str(config))
+    sources end Skipped with one line; the sync creates no work directory."""
+    configs = {}
+    for name in ("sync", "acquire"):
+        configs[name] = tmp_path / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump({"workdir": str(tmp_path / name), "acquire": {"search": False},
+                                                 "labelstudio": {"token_env": "FERV_TEST_NO_SUCH_TOKEN"}}))
+    runs = {"sync": worker.run("sync-votes/sync-votes", wait=False, config=str(configs["sync"])),
+            "acquire": worker.run("acquire/acquire", wait=False, config=str(configs["acquire"]))}
+    synced, acquired = (worker.wait(runs[name]) for name in ("sync", "acquire"))
     assert (synced.type.value, synced.name) == ("COMPLETED", "Skipped")
     assert synced.message.startswith("Label Studio is not configured: no Label Studio API token")
-    assert "\n" not in synced.message and not nowhere.exists()
-    acquired = worker.run("acquire/acquire", config=str(config))
-    assert (acquired.name, acquired.message) == (
-        "Skipped", "nothing to acquire: the config names no sources and acquire.search is off")
+    assert "\n" not in synced.message and not (tmp_path / "sync").exists()
+    assert (acquired.type.value, acquired.name, acquired.message) == (
+        "COMPLETED", "Skipped", "nothing to acquire: the config names no sources and acquire.search is off")
 
 
 @pytest.fixture(scope="module")
@@ -245,18 +257,17 @@ def _executed(dask_worker) -> list[str]:
                    if start in ("executing", "long-running") and finish == "memory"})
 
 
-def _dask_build(worker, address, samples, models, root: Path) -> str:
-    config = str(_config(root, samples, models, runner={"kind": "dask", "dask_address": address}))
-    acquired = worker.run("acquire/acquire", config=config)
-    assert acquired.name == "Completed", acquired.message
-    return config
+def _dask_config(address, samples, models, root: Path) -> str:
+    return str(_config(root, samples, models, runner={"kind": "dask", "dask_address": address}))
 
 
 def test_a_deployment_distributes_its_tasks_over_dask_workers(threads_build, worker, dask_cluster, samples,
                                                               centerface_models_dir, tmp_path):
     address, client, _ = dask_cluster
     before = client.run(_executed)
-    config = _dask_build(worker, address, samples, centerface_models_dir, tmp_path / "work")
+    config = _dask_config(address, samples, centerface_models_dir, tmp_path / "work")
+    acquired = worker.run("acquire/acquire", config=config)
+    assert acquired.name == "Completed", acquired.message
     state = worker.run("make-clips/make-clips", config=config)
     assert state.name == "Completed", state.message
     ran = {w: [k for k in keys if k not in before[w] and k.startswith("clips_for_source")]
@@ -270,7 +281,10 @@ def test_a_sigkilled_dask_worker_does_not_change_the_clips(threads_build, worker
                                                            centerface_models_dir, tmp_path):
     address, client, procs = dask_cluster
     root = tmp_path / "work"
-    config = _dask_build(worker, address, samples, centerface_models_dir, root)
+    config = _dask_config(address, samples, centerface_models_dir, root)
+    for acquired in ("sources.parquet", "videos"):  # the same sources as the threads build
+        copy = shutil.copytree if acquired == "videos" else shutil.copy
+        copy(threads_build[0] / acquired, root / acquired)
     flow_run = worker.run("make-clips/make-clips", wait=False, config=config)
     victim = next(a for a, info in client.scheduler_info()["workers"].items() if info["name"] == "dask-b")
     deadline = time.monotonic() + 300
