@@ -28,6 +28,13 @@ def run(
     """Run the whole build for CONFIG through the Prefect flows, with progress in the log."""
     _prefect_env()
     from flows.build import build_dataset
+    from flows.runtime import DASK_NEEDS_SERVER, configured_api_url
+    from schemas.config import load_config
+
+    runner = load_config(config).runner
+    if runner.kind == "dask" and runner.dask_address and not configured_api_url():
+        err_console.print(DASK_NEEDS_SERVER, soft_wrap=True, markup=False)
+        raise typer.Exit(2)
 
     result = build_dataset(config=str(config), workdir=str(workdir) if workdir else None, until=until,
                            simulate=simulate_annotators)

@@ -7,7 +7,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.concurrency.sync import concurrency
 
-from flows.runtime import DOWNLOAD_LIMIT, ensure_concurrency_limits, gather, publish, resolve_config, task_runner, workdir_of
+from flows.runtime import (DOWNLOAD_LIMIT, ConfigTaskRunner, ensure_concurrency_limits, gather, publish,
+                           resolve_config, skipped, task_runner, workdir_of)
 from pipeline import acquire as stage
 from pipeline import run as runner
 from pipeline.failures import stage_failures
@@ -37,15 +38,24 @@ def fetch_source(workdir: str, candidate: stage.SourceCandidate, fetch: stage.Ac
     return outcome
 
 
-@flow(name="acquire")
+@flow(name="acquire", task_runner=ConfigTaskRunner())
 def acquire_flow(config: str | dict | BuildConfig | None = None, workdir: str | None = None,
                  urls_file: str | None = None, local_dir: str | None = None, scene: str | None = None,
                  search: bool | None = None, allow_private: bool = False) -> dict:
-    """Fetch source videos per scene keyword, from a URL list or from a local folder."""
+    """Fetch source videos from a URL list, a local folder or a keyword search; with none of them given,
+    from the config's ``sources`` and (``acquire.search``) its scenes' keywords."""
     cfg = resolve_config(config, workdir)
     root = workdir_of(cfg)
     ensure_concurrency_limits(cfg.runner)
-    candidates = stage.plan_sources(root, cfg, urls_file=urls_file, local_dir=local_dir, scene=scene, search=search)
+    if urls_file or local_dir or search is not None:
+        candidates = stage.plan_sources(root, cfg, urls_file=urls_file, local_dir=local_dir, scene=scene, search=search)
+    else:
+        candidates = _planned_from_config(root, cfg, scene)
+    if not candidates:
+        known = len(read_manifest(root, "sources"))
+        why = (f"all {known} sources are already in sources.parquet" if known else
+               "the config names no sources and acquire.search is off")
+        return skipped(f"nothing to acquire: {why}", {"candidates": 0, "sources in manifest": known})
     get_run_logger().info("%d source candidates", len(candidates))
     fetch = stage.AcquireStage(root, cfg, allow_private)
     futures = fetch_source.map(unmapped(str(root)), candidates, unmapped(fetch))
@@ -56,6 +66,21 @@ def acquire_flow(config: str | dict | BuildConfig | None = None, workdir: str | 
     publish("ferv-acquire", "Acquisition", counts,
             {"Failures": failures})
     return counts
+
+
+def _planned_from_config(root: Path, cfg: BuildConfig, scene: str | None) -> list[stage.SourceCandidate]:
+    """Candidates from every entry of the config's ``sources`` (paths relative to the work directory), then
+    from keyword search when ``acquire.search`` is on."""
+    found: dict[str, stage.SourceCandidate] = {}
+    for spec in cfg.sources:
+        path = Path(spec.path).expanduser()
+        where = {"local_dir" if spec.kind == "local" else "urls_file": path if path.is_absolute() else root / path}
+        for c in stage.plan_sources(root, cfg, scene=spec.scene or scene, search=False, **where):
+            found.setdefault(c.source_id, c)
+    if cfg.acquire.search:
+        for c in stage.plan_sources(root, cfg, scene=scene, search=True):
+            found.setdefault(c.source_id, c)
+    return list(found.values())
 
 
 def run(cfg: BuildConfig, **params) -> dict:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger, task
 
 from annotation.client import connect
 from annotation.demo_annotators import simulate_workdir
-from flows import acquire, annotation, clips, release
-from flows.runtime import resolve_config, task_runner, workdir_of
+from flows import acquire, clips, labelling, release
+from flows.runtime import resolve_config, workdir_of
 from schemas.config import BuildConfig
 
 
@@ -32,32 +30,20 @@ def build_dataset(config: str | dict | BuildConfig | None = None, workdir: str |
         raise ValueError(f"until must be clips, push or release, not {until!r}")
     cfg = resolve_config(config, workdir)
     root = str(workdir_of(cfg))
-    runner = task_runner(cfg.runner)
     out: dict = {"workdir": root}
-    acquired = []
-    if cfg.acquire.search:
-        acquired.append(acquire.acquire_flow.with_options(task_runner=runner)(config=cfg, search=True))
-    for spec in cfg.sources:
-        where = {"local_dir" if spec.kind == "local" else "urls_file": _under(root, spec.path)}
-        acquired.append(acquire.acquire_flow.with_options(task_runner=runner)(
-            config=cfg, scene=spec.scene, search=False, **where))
-    out["acquire"] = acquired
-    out["clips"] = clips.make_clips_flow.with_options(task_runner=runner)(config=cfg)
+    # each flow runs its tasks on the task runner its config chooses (flows.runtime.ConfigTaskRunner)
+    out["acquire"] = acquire.acquire_flow(config=cfg)
+    out["clips"] = clips.make_clips_flow(config=cfg)
     if until == "clips":
         return out
-    out["push"] = annotation.push_tasks_flow(config=cfg, ls_data_dir=ls_data_dir, local_root=local_root)
+    out["push"] = labelling.push_tasks_flow(config=cfg, ls_data_dir=ls_data_dir, local_root=local_root)
     if until == "push" and not simulate:
         return out
     if simulate:
         posted = simulate_annotators(root, cfg, simulate, ls_data_dir)
         get_run_logger().info("%d simulated annotations posted", posted)
-    out["sync"] = annotation.sync_votes_flow(config=cfg, ls_data_dir=ls_data_dir)
+    out["sync"] = labelling.sync_votes_flow(config=cfg, ls_data_dir=ls_data_dir)
     if until == "release" or simulate:
         out["release"] = release.release_flow(config=cfg)
     return out
 
-
-def _under(root: str, path: str) -> str:
-    """A config path relative to the work directory (absolute paths stay as they are)."""
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else Path(root) / p)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.concurrency.sync import concurrency
 
-from flows.runtime import GPU_LIMIT, ensure_concurrency_limits, gather, publish, resolve_config, task_runner, workdir_of
+from flows.runtime import ConfigTaskRunner, gather, gpu_slot, publish, resolve_config, skipped, task_runner, workdir_of
 from pipeline import clips as stage
 from pipeline import run as runner
 from pipeline.failures import stage_failures
@@ -31,20 +30,21 @@ def _cache_key(ctx, p) -> str | None:
 def clips_for_source(workdir: str, source: SourceRecord, clips: stage.ClipsStage) -> runner.Outcome:
     """One source through the runner (which records or clears its failure row); a failure fails the task, so
     its retries run."""
-    with concurrency(GPU_LIMIT, occupy=1, lease_duration=60):
+    with gpu_slot(clips.cfg):
         outcome = runner.run_one(Path(workdir), clips, source)
     if not outcome.ok:
         raise runner.StageFailed(outcome.failure)
     return outcome
 
 
-@flow(name="make-clips")
+@flow(name="make-clips", task_runner=ConfigTaskRunner())
 def make_clips_flow(config: str | dict | BuildConfig | None = None, workdir: str | None = None) -> dict:
     """Cut candidate clips from every source of sources.parquet."""
     cfg = resolve_config(config, workdir)
     root = workdir_of(cfg)
-    ensure_concurrency_limits(cfg.runner)
     sources = read_records(root, "sources")
+    if not sources:
+        return skipped(f"no sources in {root / 'sources.parquet'}: run acquire first", {"sources": 0})
     get_run_logger().info("%d sources", len(sources))
     clips = stage.ClipsStage(root, cfg)
     futures = clips_for_source.map(unmapped(str(root)), sources, unmapped(clips))

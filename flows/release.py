@@ -7,9 +7,10 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from annotation.aggregate import aggregate, read_agreement
-from flows.runtime import log_progress, publish, resolve_config, workdir_of
+from flows.runtime import log_progress, publish, resolve_config, skipped, workdir_of
 from pipeline.release import build_release, check_release
 from schemas.config import BuildConfig
+from schemas.manifests import read_manifest
 
 
 @task
@@ -29,6 +30,9 @@ def release_flow(config: str | dict | BuildConfig | None = None, workdir: str | 
     """Aggregate votes (labels.parquet) and write the release to ``out`` (default WORKDIR/release)."""
     cfg = resolve_config(config, workdir)
     root = workdir_of(cfg)
+    if read_manifest(root, "votes").empty:
+        return skipped(f"no votes in {root / 'votes.parquet'} to release: push tasks, annotate, run sync-votes",
+                       {"clips": 0})
     out = out or str(root / "release")
     statuses = aggregate_votes(str(root), cfg)
     summary = write_release(str(root), out, cfg)

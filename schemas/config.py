@@ -211,10 +211,12 @@ class ReleaseConfig(_Model):
 class RunnerConfig(_Model):
     kind: Literal["threads", "dask"] = "threads"
     max_workers: int = Field(4, ge=1)
-    dask_address: str | None = None  # an existing cluster; none = a LocalCluster
+    dask_address: str | None = None  # an existing cluster (its workers need PREFECT_API_URL); none = a LocalCluster
     dask_workers: int = Field(2, ge=1)
-    download_concurrency: int = Field(4, ge=1)
-    gpu_concurrency: int = Field(1, ge=1)
+    download_concurrency: int = Field(4, ge=1)  # downloads at once, over all machines
+    # GPU slots per worker machine (sources whose faces are detected at once on one machine's GPUs); none =
+    # one per GPU the machine shows, no slot where face detection runs on the CPU
+    gpu_concurrency: int | None = Field(None, ge=1)
 
 
 class BuildConfig(_Model):

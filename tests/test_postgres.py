@@ -146,7 +146,7 @@ def prefect_pg(postgres, tmp_path_factory):
 
 FLOW = """
 import json, sys
-from flows.annotation import push_tasks_flow
+from flows.labelling import push_tasks_flow
 print(json.dumps(push_tasks_flow(config=json.loads(sys.argv[1]), local_root=sys.argv[2])))
 """
 

@@ -4,14 +4,16 @@ Retries with back-off against a slow or unreachable server live in ``annotation.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger, task
 
-from annotation.client import connect
+from annotation.client import LabelStudioTokenMissing, connect
 from annotation.push import push_tasks
 from annotation.sync import sync_votes
-from flows.runtime import log_progress, publish, resolve_config, workdir_of
+from flows.runtime import log_progress, publish, resolve_config, skipped, workdir_of
 from schemas.config import BuildConfig
-from schemas.manifests import read_manifest
+from schemas.manifests import manifest_path, read_manifest
 
 
 @task
@@ -32,6 +34,8 @@ def push_tasks_flow(config: str | dict | BuildConfig | None = None, workdir: str
     """Push every clip of clips.parquet to the copy projects (idempotent: clip id is the key)."""
     cfg = resolve_config(config, workdir)
     root = workdir_of(cfg)
+    if read_manifest(root, "clips").empty:
+        return skipped(f"no clips in {root / 'clips.parquet'} to push: run make-clips first", {"tasks created": 0})
     summary = push(str(root), cfg, ls_data_dir, local_root)
     counts = {"tasks created": summary.created, "tasks already there": summary.existing,
               "tasks recovered": summary.recovered, "tasks in manifest": len(read_manifest(root, "tasks"))}
@@ -43,8 +47,17 @@ def push_tasks_flow(config: str | dict | BuildConfig | None = None, workdir: str
 @flow(name="sync-votes")
 def sync_votes_flow(config: str | dict | BuildConfig | None = None, workdir: str | None = None,
                     ls_data_dir: str | None = None) -> dict:
-    """Pull new, changed and deleted annotations into votes.parquet (append-only)."""
+    """Pull new, changed and deleted annotations into votes.parquet (append-only).
+
+    Skipped, creating nothing, where Label Studio is not configured (no token) or no task was pushed yet."""
     cfg = resolve_config(config, workdir)
+    try:
+        connect(cfg.labelstudio, data_dir=ls_data_dir)
+    except LabelStudioTokenMissing as exc:
+        return skipped(f"Label Studio is not configured: {exc}", {"votes": 0})
+    tasks = manifest_path(Path(cfg.workdir).expanduser(), "tasks")
+    if not tasks.exists():
+        return skipped(f"no tasks pushed yet ({tasks} does not exist): run push-tasks first", {"votes": 0})
     root = workdir_of(cfg)
     summary = sync(str(root), cfg, ls_data_dir)
     counts = {k: v for k, v in vars(summary).items() if isinstance(v, int)}
