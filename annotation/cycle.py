@@ -56,7 +56,8 @@ def extra_intents(state: TrustState, plan: pd.DataFrame, clips: pd.DataFrame, cf
     unclear = unclear_clips(state.counted, cfg, pd.Index(state.gold["clip_id"]))
     extra = plan[(plan["project_role"] == "extra") & ~plan["is_gold"]]
     asked = set(zip(extra["clip_id"], extra["group_id"].str.extract(r"^ext(\d+)-", expand=False).astype(int)))
-    unclear = unclear[[(c, n) not in asked for c, n in zip(unclear["clip_id"], unclear["n_votes"])]]
+    unclear = unclear[pd.Series([(c, n) not in asked for c, n in zip(unclear["clip_id"], unclear["n_votes"])],
+                                index=unclear.index, dtype=bool)]
     one_copy = cfg.annotation.model_copy(update={"annotators_per_clip": 1})
     out = []
     for n, part in unclear.groupby("n_votes"):

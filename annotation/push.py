@@ -24,10 +24,11 @@ task URLs ``s3://<s3_bucket>/<s3_prefix>/<path relative to the work directory>``
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -102,11 +103,16 @@ def media_url(cfg: LabelStudioConfig, workdir: Path, rel_path: str, local_root: 
     """The URL Label Studio shows for a clip file given relative to the work directory."""
     if cfg.storage == "s3":
         return f"s3://{cfg.s3_bucket}/{'/'.join(p for p in [(cfg.s3_prefix or '').strip('/'), rel_path] if p)}"
-    root = (local_root or workdir).resolve()
-    return f"/data/local-files/?d={(workdir.resolve() / rel_path).relative_to(root).as_posix()}"
+    return f"/data/local-files/?d={(_served_prefix(workdir, local_root or workdir) / rel_path).as_posix()}"
 
 
-def task_payload(clip: pd.Series, row: pd.Series, cfg: LabelStudioConfig, workdir: Path,
+@functools.lru_cache(maxsize=16)
+def _served_prefix(workdir: Path, local_root: Path) -> PurePosixPath:
+    """The work directory relative to the server's document root (resolved once, not per task)."""
+    return PurePosixPath(workdir.resolve().relative_to(local_root.resolve()))
+
+
+def task_payload(clip: dict | pd.Series, row: dict | pd.Series, cfg: LabelStudioConfig, workdir: Path,
                  local_root: Path | None = None, extra: dict | None = None) -> dict:
     """One task to import: the clip's media URLs and scene name (data, plus ``extra``) and its key (meta)."""
     scene = TAXONOMY.scene(clip["scene"]).display if clip["scene"] in TAXONOMY.scene_names else clip["scene"]
@@ -181,6 +187,7 @@ def push_plan(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress:
     clips = read_manifest(workdir, "clips").set_index("clip_id", drop=False)
     tasks = read_manifest(workdir, "tasks")
     plan = plan[plan["clip_id"].isin(clips.index)]
+    clip_rows = clips.to_dict("index")
     plan["title"] = [copy_title(ls, c, r) for c, r in zip(plan["copy_index"], plan["project_role"])]
     summary = PushSummary()
     for title, mine in plan.groupby("title", sort=True):
@@ -201,7 +208,7 @@ def push_plan(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress:
         pending: list[dict] = []
         for start in range(0, len(todo), ls.batch_size):
             batch = todo.iloc[start:start + ls.batch_size]
-            payloads = [task_payload(clips.loc[r.clip_id], r._asdict(), ls, workdir, local_root,
+            payloads = [task_payload(clip_rows[r.clip_id], r._asdict(), ls, workdir, local_root,
                                      (extra_data or {}).get(r.task_key)) for r in batch.itertuples(index=False)]
             ids = import_tasks(client, pid, payloads, ls.batch_size)
             pending += [_task_row(pid, r._asdict(), tid) for r, tid in zip(batch.itertuples(index=False), ids)]

@@ -257,7 +257,7 @@ class TrustState:
     votes: pd.DataFrame  # current votes with known labels, with their task's group, copy and gold flag
     unknown: pd.DataFrame  # current votes whose label is neither an expression nor PASS (not used)
     tasks: pd.DataFrame  # tasks.parquet
-    plan: pd.DataFrame  # crowd tasks (copy | redo | extra): the groups' planned copies
+    plan: pd.DataFrame  # crowd intents or tasks (copy | redo | extra): the groups' planned copies
     gold: pd.DataFrame  # gold.parquet
     verdicts: pd.DataFrame  # one row per COPY_KEY (judge_copies)
     counted: pd.DataFrame  # the votes that make the labels (counted_votes)
@@ -267,12 +267,16 @@ class TrustState:
         return gold_labels(self.gold)
 
 
-def trust_state(raw_votes: pd.DataFrame, tasks: pd.DataFrame, gold: pd.DataFrame, cfg: BuildConfig) -> TrustState:
-    """Current votes (computed here, once), copy verdicts with the plan, and the counted votes."""
+def trust_state(raw_votes: pd.DataFrame, tasks: pd.DataFrame, gold: pd.DataFrame, cfg: BuildConfig,
+                intents: pd.DataFrame | None = None) -> TrustState:
+    """Current votes (computed here, once), copy verdicts with the plan, and the counted votes. The plan is
+    the crowd rows of ``intents`` (``plan.parquet``: complete even while a push is under way), else of
+    ``tasks``."""
     votes = with_task_info(current_votes(raw_votes), tasks)
     known = votes["label"].isna() | votes["label"].isin([*TAXONOMY.expression_names, TAXONOMY.pass_label])
     votes, unknown = votes[known].reset_index(drop=True), votes[~known].reset_index(drop=True)
-    plan = tasks[tasks["project_role"].isin(CROWD_ROLES)]
+    plan = intents if intents is not None and len(intents) else tasks
+    plan = plan[plan["project_role"].isin(CROWD_ROLES)]
     verdicts = judge_copies(votes, gold, cfg.annotation, plan if len(plan) else None)
     counted = counted_votes(votes, verdicts, cfg)
     return TrustState(votes, unknown, tasks, plan, gold, verdicts, counted)
@@ -280,4 +284,5 @@ def trust_state(raw_votes: pd.DataFrame, tasks: pd.DataFrame, gold: pd.DataFrame
 
 def load_state(workdir: str | Path, cfg: BuildConfig) -> TrustState:
     """``trust_state`` of a work directory's votes, tasks and gold manifests."""
-    return trust_state(read_manifest(workdir, "votes"), read_manifest(workdir, "tasks"), read_gold(workdir), cfg)
+    return trust_state(read_manifest(workdir, "votes"), read_manifest(workdir, "tasks"), read_gold(workdir), cfg,
+                       read_manifest(workdir, "plan"))

@@ -161,6 +161,30 @@ def test_redone_copy_leaves_the_queue_and_the_group_goes_to_review(plan, three_c
     assert set(labels["n_votes"]) == {3}  # good, mediocre, replacement: random's votes are gone
 
 
+def test_a_slot_is_pushed_again_once_per_attempt_and_never_counts_its_rejected_annotator(plan, three_copies):
+    group, votes = three_copies
+    cur = current_votes(votes)
+    assert requeue(judge_copies(cur, GOLD, CFG, plan), plan).to_dict("records") == [
+        {"group_id": group, "copy_index": 2, "attempt": 1, "rejected": "random"}]
+    redo = plan[plan["copy_index"] == 2].assign(attempt=1)
+    plan2 = pd.concat([plan, redo], ignore_index=True)
+    assert requeue(judge_copies(cur, GOLD, CFG, plan2), plan2).empty  # pushed, nobody started it yet
+
+    # the rejected annotator takes the re-pushed copy and answers well: still not counted, pushed again
+    again = pd.concat([votes, frame(label_copy(plan2, group, 2, "random", good, t0_s=500, attempt=1))])
+    verdicts = judge_copies(current_votes(again), GOLD, CFG, plan2)
+    assert verdicts.set_index(["annotator", "attempt"])["verdict"].to_dict() == {
+        ("good", 0): ACCEPT, ("mediocre", 0): IMPROPER, ("random", 0): UNACCEPTABLE, ("random", 1): UNACCEPTABLE}
+    assert requeue(verdicts, plan2)["attempt"].tolist() == [2]
+    assert review_queue(plan2, verdicts).empty
+
+    # another annotator does it: kept, nothing to push again, and the group goes to review
+    done = pd.concat([votes, frame(label_copy(plan2, group, 2, "other", good, t0_s=900, attempt=1))])
+    verdicts = judge_copies(current_votes(done), GOLD, CFG, plan2)
+    assert verdicts.set_index(["annotator", "attempt"]).loc[("other", 1), "gold_planned"] == 5
+    assert requeue(verdicts, plan2).empty and len(review_queue(plan2, verdicts)) == 100
+
+
 def test_gold_rate_boundaries_and_pending(plan):
     group = plan["group_id"].iloc[0]
 
