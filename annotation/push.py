@@ -11,9 +11,11 @@ projects and enforces caps itself.) Re-provisioning finds projects by title and 
 Intents first: every task ferv wants is a row of ``plan.parquet`` (crowd group copies, their re-pushes for
 another annotator and extra annotators in "<title> requeue", expert review, the experts' gold project
 "<title> gold"), written before anything is imported. Each task carries its deterministic ``task_key`` in
-its ``meta``; ``push_plan`` lists the keys a project already holds and imports only the missing ones, so a
-push killed anywhere (even between import and ``tasks.parquet``) is completed by the next one, never
-repeated; tasks found in Label Studio but missing from ``tasks.parquet`` are recovered into it.
+its ``meta``. ``push_plan`` imports the intents ``tasks.parquet`` does not record, after looking them up in
+Label Studio among the project's tasks newer than the last recorded one (a push killed between import and
+record left them there: they are recovered into ``tasks.parquet``, not imported again). So a push killed
+anywhere is completed by the next one, never repeated, and a push with nothing to do asks Label Studio for
+no task list at all (listing tasks costs it milliseconds per task).
 
 Storage: ``labelstudio.storage = "local"`` adds a Local Files storage rooted at the work directory (which
 must lie under the server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``) and task URLs are
@@ -34,7 +36,7 @@ import pandas as pd
 
 from annotation.client import LSClient
 from annotation.labeling_config import instructions, labeling_config
-from annotation.tasks_api import task_ids_by_key
+from annotation.tasks_api import import_batch, task_ids_by_key
 from pipeline.progress import ProgressFn, no_progress
 from schemas.config import BuildConfig, LabelStudioConfig
 from schemas.manifests import append_manifest, manifest_lock, read_manifest, write_manifest
@@ -42,7 +44,7 @@ from schemas.taxonomy import TAXONOMY
 
 REVIEW_COPY = -1  # copy_index of expert tasks (review and gold)
 ROLE_PROJECT = {"redo": "requeue", "extra": "requeue", "review": "review", "gold": "gold"}
-TASKS_FLUSH = 10_000  # tasks imported between two writes of tasks.parquet
+TASKS_FLUSH = 5_000  # tasks imported between two writes of tasks.parquet (a killed push looks up at most these)
 
 
 @dataclass
@@ -130,11 +132,10 @@ def import_tasks(client: LSClient, project_id: int, payloads: list[dict], batch_
     ids: list[int] = []
     for start in range(0, len(payloads), batch_size):
         batch = payloads[start:start + batch_size]
-        resp = client.call(f"import tasks into project {project_id}", client.sdk.projects.import_tasks, project_id,
-                           request=batch, return_task_ids=True)
-        if len(resp.task_ids or []) != len(batch):
-            raise RuntimeError(f"Label Studio returned {len(resp.task_ids or [])} task ids for {len(batch)} tasks")
-        ids.extend(resp.task_ids)
+        got = import_batch(client, project_id, batch)
+        if len(got) != len(batch):
+            raise RuntimeError(f"Label Studio returned {len(got)} task ids for {len(batch)} tasks")
+        ids.extend(got)
         progress(label, len(ids), len(payloads))
     return ids
 
@@ -194,16 +195,21 @@ def push_plan(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress:
         pid = provision_project(client, title)
         summary.projects[title] = pid
         ensure_storage(client, pid, ls, workdir)
-        in_ls = task_ids_by_key(client, pid)
-        by_key = mine.set_index("task_key")
-        recorded = set(tasks.loc[tasks["project_id"] == pid, "task_id"]) if len(tasks) else set()
-        recover = [_task_row(pid, by_key.loc[k], tid) for k, tid in in_ls.items()
-                   if tid not in recorded and k in by_key.index]
-        if recover:
-            append_manifest(workdir, "tasks", recover, key=["project_id", "task_id"])
-            summary.recovered += len(recover)
-        todo = mine[~mine["task_key"].isin(list(in_ls))].sort_values(
-            ["group_id", "copy_index", "attempt", "position"], kind="stable")
+        recorded = tasks[tasks["project_id"] == pid] if len(tasks) else tasks
+        done = {task_key(*k) for k in zip(recorded["project_role"], recorded["group_id"], recorded["copy_index"],
+                                           recorded["attempt"], recorded["clip_id"])}
+        todo = mine[~mine["task_key"].isin(done)]
+        if len(todo):
+            # imported by a push killed before it recorded them: they are newer than every recorded task
+            last = int(recorded["task_id"].max()) if len(recorded) else None
+            found = task_ids_by_key(client, pid, id_after=last)
+            by_key = mine.set_index("task_key")
+            recover = [_task_row(pid, by_key.loc[k], tid) for k, tid in found.items() if k in by_key.index]
+            if recover:
+                append_manifest(workdir, "tasks", recover, key=["project_id", "task_id"])
+                summary.recovered += len(recover)
+            todo = todo[~todo["task_key"].isin(list(found))]
+        todo = todo.sort_values(["group_id", "copy_index", "attempt", "position"], kind="stable")
         summary.existing += len(mine) - len(todo)
         pending: list[dict] = []
         for start in range(0, len(todo), ls.batch_size):

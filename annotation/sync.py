@@ -9,9 +9,11 @@ project's annotation counter differs from the live annotations ``votes.parquet``
 project is read again (its JSON export) and compared. The first sync of a project reads the export too.
 
 The cursor per project is the latest task ``updated_at`` seen (Label Studio's clock), kept in
-``WORKDIR/sync_cursor.json`` per server URL, and read back with a few seconds of overlap. Rows are appended
-per project before its cursor moves, so a sync killed midway loses nothing and repeats nothing: the latest
-``synced_at`` per annotation (server, project, annotation id) wins. After the votes, the experts' decisions
+``WORKDIR/sync_cursor.json`` per server (``tasks_api.server_id``: URL and organisation), and read back with
+one second of overlap (not more: a bulk import stamps thousands of tasks per second, and re-reading them
+costs Label Studio milliseconds each). Rows are appended per project before its cursor moves, so a sync
+killed midway loses nothing and repeats nothing: the latest ``synced_at`` per annotation (server, project,
+annotation id) wins. After the votes, the experts' decisions
 in the gold project are written into ``gold.parquet``.
 """
 
@@ -26,7 +28,7 @@ import pandas as pd
 
 from annotation.client import LSClient
 from annotation.labeling_config import CHOICES_NAME
-from annotation.tasks_api import annotation_count, iter_tasks
+from annotation.tasks_api import annotation_count, iter_tasks, server_id
 from pipeline.progress import ProgressFn, no_progress
 from schemas.config import BuildConfig
 from schemas.manifests import append_manifest, manifest_lock, read_manifest
@@ -34,7 +36,7 @@ from schemas.taxonomy import TAXONOMY
 
 
 CURSOR_FILE = "sync_cursor.json"
-OVERLAP = pd.Timedelta(seconds=5)
+OVERLAP = pd.Timedelta(seconds=1)  # a change committed just after a read, stamped just before its end
 EXPERT_ROLES = ("review", "gold")
 
 
@@ -156,7 +158,7 @@ def write_cursor(workdir: Path, server: str, project_id: int, value: str) -> Non
 
 
 def sync_project(workdir: Path, client: LSClient, project_id: int, tasks: pd.DataFrame, known: pd.DataFrame,
-                 cursor: str | None, emails: dict[int, str]) -> tuple[dict, str | None]:
+                 cursor: str | None, emails: dict[int, str], server: str) -> tuple[dict, str | None]:
     """Sync one project: changed tasks since ``cursor`` (or the whole export, when there is no cursor or
     the annotation counter disagrees with ``known``); return the counts and the new cursor."""
     now = datetime.now(UTC)
@@ -165,14 +167,14 @@ def sync_project(workdir: Path, client: LSClient, project_id: int, tasks: pd.Dat
         since = (pd.Timestamp(cursor).tz_convert("UTC") - OVERLAP).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         exported = list(iter_tasks(client, project_id, fields="all", updated_after=since))
         scope = {t["id"] for t in exported}
-        current = annotation_rows(exported, tasks, emails, now, client.url)
+        current = annotation_rows(exported, tasks, emails, now, server)
         rows, counts = changed_rows(current, known, scope, now)
         gone = set(rows.loc[rows["deleted"].astype(bool), "annotation_id"]) if len(rows) else set()
         live = set(known.loc[~known["deleted"].astype(bool), "annotation_id"]) | {r["annotation_id"] for r in current}
         full = len(live - gone) != annotation_count(client, project_id)
     if full:
         exported = client.export_json(project_id)
-        current = annotation_rows(exported, tasks, emails, now, client.url)
+        current = annotation_rows(exported, tasks, emails, now, server)
         rows, counts = changed_rows(current, known, None, now)
     if len(rows):
         append_manifest(workdir, "votes", rows)
@@ -189,8 +191,9 @@ def sync_votes(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress
     workdir = Path(workdir)
     tasks = read_manifest(workdir, "tasks")
     latest = latest_votes(read_manifest(workdir, "votes"))
-    latest = latest[latest["server"] == client.url] if len(latest) else latest
-    cursors = read_cursors(workdir, client.url)
+    server = server_id(client)
+    latest = latest[latest["server"] == server] if len(latest) else latest
+    cursors = read_cursors(workdir, server)
     emails: dict[int, str] | None = None
     summary = SyncSummary()
     projects = sorted(tasks["project_id"].unique()) if len(tasks) else []
@@ -201,9 +204,9 @@ def sync_votes(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress
             emails = user_emails(client)
         known = by_project.get(pid, latest.iloc[:0])
         counts, cursor = sync_project(workdir, client, pid, tasks[tasks["project_id"] == pid], known,
-                                      cursors.get(str(pid)), emails)
+                                      cursors.get(str(pid)), emails, server)
         if cursor and cursor != cursors.get(str(pid)):
-            write_cursor(workdir, client.url, pid, cursor)
+            write_cursor(workdir, server, pid, cursor)
         summary.projects += 1
         for name in ("seen", "new", "updated", "deleted", "full"):
             setattr(summary, name, getattr(summary, name) + counts[name])

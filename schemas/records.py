@@ -161,7 +161,7 @@ class VoteRecord:
     copy_index: int | None = None
     is_gold: bool = False
     attempt: int = 0
-    server: str = ""  # the Label Studio URL: with project_id and annotation_id, the annotation's key
+    server: str = ""  # the Label Studio instance (URL and organisation): with project_id and annotation_id, the key
 
 
 @dataclass
