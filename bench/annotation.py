@@ -13,8 +13,8 @@ about 271,000 tasks, 260,000 annotations); ``--scale`` shrinks it. Figures:
 3. one full cycle over it (sync, verdicts, re-push of Unacceptable copies, expert review, labels), with
    seconds per step: "plan" (verdicts and intents) and "labels" are the cycle's own work.
 
-``--db postgresql`` is for Label Studio on PostgreSQL (a throw-away cluster); it needs the PostgreSQL
-support of ``annotation.server`` and says so when that is missing.
+``--db postgresql`` is for Label Studio on PostgreSQL (a throw-away cluster); it says so and stops until
+``annotation.server`` can start Label Studio on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -112,9 +112,8 @@ def main() -> None:
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--new-share", type=float, default=0.01, help="share of new annotations for the third sync")
     args = ap.parse_args()
-    if args.db == "postgresql" and "database" not in server.start.__code__.co_varnames:
-        sys.exit("--db postgresql needs PostgreSQL support in annotation/server.py (start(..., database=...)); "
-                 "run with --db sqlite")
+    if args.db == "postgresql":  # wired once annotation.server can run Label Studio on PostgreSQL
+        sys.exit("--db postgresql: annotation.server starts Label Studio on SQLite only so far; run with --db sqlite")
     n_clips = int((FERV39K_CLIPS if args.ferv39k else args.clips) * args.scale)
     n_gold = max(20, n_clips // 400)
     annotation = {"annotators_per_clip": args.copies, "max_annotators_per_clip": max(5, args.copies),

@@ -146,11 +146,11 @@ def _keys_in_label_studio(client, project_id: int) -> list[str]:
 def test_cycle_killed_mid_run_then_rerun_pushes_nothing_twice_and_loses_no_vote(labelstudio, tmp_path):
     client = labelstudio.client
     ids = make_workdir(tmp_path, 40)
-    write_manifest(tmp_path, "gold", gold_frame(truth_labels(ids[:3], seed=1)))
+    truth = truth_labels(ids, seed=2)
+    write_manifest(tmp_path, "gold", gold_frame({c: truth[c] for c in ids[:3]}))
     cfg = labelstudio.config(group_size=20)
     run_cycle(tmp_path, cfg, client, local_root=labelstudio.clips_root)
     first = _tasks(tmp_path, "copy", copy_index=0)
-    truth = truth_labels(ids, seed=2)
     annotator = SimulatedAnnotator(ensure_user(client, f"{cfg.labelstudio.project_title}-k@ferv.local", "crowd"), 1.0)
     posted = annotator.label(client, first, truth)
 

@@ -287,3 +287,32 @@ def test_gold_table_is_validated_and_built_from_expert_votes_on_the_gold_project
     assert gold["descriptor"].tolist() == ["Distress", "PASS"]
     write_gold(tmp_path, gold)
     pd.testing.assert_frame_equal(read_gold(tmp_path), gold)
+
+
+def test_a_clip_without_a_clear_majority_gets_one_more_annotator_at_a_time_up_to_the_cap():
+    from annotation.cycle import extra_intents
+    from annotation.push import intent_rows
+
+    cfg = BuildConfig(annotation={"gold_fraction": 0, "min_gold_per_group": 0, "max_annotators_per_clip": 5})
+    clips = pd.DataFrame({"clip_id": ["p", "q"]})
+    plan = intent_rows(plan_groups(clips, gold_frame({}), cfg.annotation), "copy")
+    group = plan["group_id"].iloc[0]
+    rows = [vote("p", f"a{i}", "Happy", group_id=group, copy_index=i) for i in range(3)]
+    rows += [vote("q", f"a{i}", label, group_id=group, copy_index=i) for i, label in enumerate(["Happy", "Sad", "Fear"])]
+
+    def extra(rows, plan):
+        state = trust_state(frame(rows), plan.iloc[:0].assign(task_id=0), gold_frame({}), cfg, intents=plan)
+        return extra_intents(state, plan, clips, cfg)
+
+    first = extra(rows, plan)
+    assert first[["clip_id", "project_role", "copy_index", "attempt"]].values.tolist() == [["q", "extra", 0, 0]]
+    assert first["group_id"].iloc[0].startswith("ext3-")
+    plan = pd.concat([plan, first], ignore_index=True)
+    assert extra(rows, plan).empty  # asked once for its third annotator's tie
+
+    rows.append(vote("q", "d", "Neutral", group_id=first["group_id"].iloc[0], copy_index=0))  # still a tie
+    second = extra(rows, plan)
+    assert second["clip_id"].tolist() == ["q"] and second["group_id"].iloc[0].startswith("ext4-")
+    plan = pd.concat([plan, second], ignore_index=True)
+    rows.append(vote("q", "e", "Surprise", group_id=second["group_id"].iloc[0], copy_index=0))
+    assert extra(rows, plan).empty  # 5 annotators: the cap
