@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from annotation.agreement import agreement_summary
-from annotation.trust import TrustState, expert_decisions, load_state
+from annotation.trust import TrustState, crowd_votes, expert_decisions, load_state
 from schemas.config import AggregateConfig, BuildConfig
 from schemas.manifests import append_manifest, manifest_lock, read_manifest, write_manifest
 from schemas.records import FailureRecord
@@ -52,10 +52,9 @@ STAGE = "aggregate"
 _TIE_TOLERANCE = 1e-9
 
 
-def _crowd(votes: pd.DataFrame) -> pd.DataFrame:
-    """Votes with a label that are not expert decisions."""
-    crowd = votes[votes["label"].notna()]
-    return crowd[crowd["role"] != "expert"] if "role" in crowd.columns else crowd
+def _labelled_crowd(votes: pd.DataFrame) -> pd.DataFrame:
+    """The crowd's votes that carry a label."""
+    return crowd_votes(votes[votes["label"].notna()])
 
 
 def _decide(frame: pd.DataFrame, clear: np.ndarray, method: str) -> pd.DataFrame:
@@ -70,7 +69,7 @@ def majority(votes: pd.DataFrame, min_agreement: float = 0.5, min_votes: int = 1
 
     A clip is clear when its winner is unique (no tie), holds at least ``min_agreement`` of its votes and
     the clip has at least ``min_votes`` votes; ``confidence`` and ``agreement`` are the winning share."""
-    crowd = _crowd(votes)
+    crowd = _labelled_crowd(votes)
     counts = crowd.groupby(["clip_id", "label"], sort=False).size().rename("count").reset_index()
     counts = counts.sort_values(["clip_id", "count", "label"], ascending=[True, False, True], ignore_index=True)
     first = ~counts["clip_id"].duplicated()
@@ -95,7 +94,7 @@ def dawid_skene(
     ``agreement`` the share of the clip's votes for the label."""
     from crowdkit.aggregation import DawidSkene  # heavy import (pulls transformers): only when used
 
-    crowd = _crowd(votes)
+    crowd = _labelled_crowd(votes)
     if crowd.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in LABEL_COLUMNS})
     # integer codes for tasks, workers and labels: crowd-kit's joins and group-bys run faster on them
@@ -159,7 +158,7 @@ def label_clips(
     if method not in METHODS:
         raise ValueError(f"unknown aggregation method {method!r}; expected one of {METHODS}")
     gold = pd.Series(dtype=object) if gold is None else gold
-    crowd = _crowd(votes)
+    crowd = _labelled_crowd(votes)
     if method == "majority":
         labels = majority(crowd[~crowd["clip_id"].isin(gold.index)], cfg.min_agreement, cfg.min_votes)
     else:
@@ -183,7 +182,7 @@ def unclear_clips(counted: pd.DataFrame, cfg: BuildConfig, gold_ids: pd.Index | 
     """Clips without a clear crowd majority (a tie, or a winning share below ``aggregate.min_agreement``)
     among the ``counted`` votes, no expert decision, and from ``annotation.annotators_per_clip`` up to
     fewer than ``annotation.max_annotators_per_clip`` crowd annotators: each is owed one more annotator."""
-    crowd = _crowd(counted)
+    crowd = _labelled_crowd(counted)
     if gold_ids is not None:
         crowd = crowd[~crowd["clip_id"].isin(gold_ids)]
     m = majority(crowd, cfg.aggregate.min_agreement, 1)
@@ -229,7 +228,7 @@ def write_labels(workdir: str | Path, state: TrustState, cfg: BuildConfig, metho
     write_manifest(workdir, "labels", labels)
     summary = {
         "method": method or cfg.aggregate.method,
-        **agreement_summary(_crowd(counted)),
+        **agreement_summary(_labelled_crowd(counted)),
         "votes_current": int(len(state.votes) + len(state.unknown)),
         "votes_counted": int(len(counted)),
         "clips": int(len(labels)),

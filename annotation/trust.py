@@ -106,8 +106,9 @@ def plan_groups(
 # -- judging copies ---------------------------------------------------------------------------------------
 
 
-def _crowd(votes: pd.DataFrame) -> pd.DataFrame:
-    return votes[votes["role"] == "crowd"]
+def crowd_votes(votes: pd.DataFrame) -> pd.DataFrame:
+    """The crowd's votes (not the experts'); a frame without a ``role`` column is all crowd."""
+    return votes[votes["role"] != "expert"] if "role" in votes.columns else votes
 
 
 def judge_copies(
@@ -122,7 +123,7 @@ def judge_copies(
     slot was Unacceptable gets no second chance on it: a later attempt of theirs is Unacceptable too. With
     gold judging switched off (no gold fraction, no minimum) every copy is Accepted.
     """
-    crowd = _crowd(votes).dropna(subset=["group_id", "copy_index"])
+    crowd = crowd_votes(votes).dropna(subset=["group_id", "copy_index"])
     truth = gold_labels(gold)
     correct = crowd["label"].eq(crowd["clip_id"].map(truth))
     crowd = crowd.assign(on_gold=crowd["clip_id"].isin(truth.index), correct=correct)
@@ -184,13 +185,13 @@ def enforce_caps(votes: pd.DataFrame, max_annotators: int) -> CapResult:
     one vote per annotator there; expert votes are never capped.
 
     Apply it after discarding Unacceptable copies, so that a re-queued copy's new annotator counts."""
-    crowd = _crowd(votes).assign(_group=lambda f: f["group_id"].fillna(""))
+    crowd = crowd_votes(votes).assign(_group=lambda f: f["group_id"].fillna(""))
     crowd = crowd.sort_values(["created_at", "annotation_id"], na_position="last", kind="stable")
     repeat = crowd.duplicated(["_group", "clip_id", "annotator"])
     firsts = crowd[~repeat]
     over = firsts.groupby(["_group", "clip_id"]).cumcount() >= max_annotators
     extras = pd.concat([firsts[over].assign(reason="over_cap"), crowd[repeat].assign(reason="repeat_annotator")])
-    kept = pd.concat([votes[votes["role"] != "crowd"], firsts[~over]])
+    kept = pd.concat([votes[votes["role"] == "expert"], firsts[~over]])
     return CapResult(kept.drop(columns="_group").sort_values(VOTE_KEY, ignore_index=True),
                      extras.drop(columns="_group").sort_values(VOTE_KEY, ignore_index=True))
 
@@ -200,11 +201,11 @@ def counted_votes(votes: pd.DataFrame, verdicts: pd.DataFrame, cfg: BuildConfig)
     Accept or Improper (every copy when ``aggregate.trusted_copies`` is off), at most
     ``annotation.max_annotators_per_clip`` annotators per clip of a group. Votes on gold clips stay (they
     seed Dawid-Skene); the labels give gold clips their gold label."""
-    crowd = _crowd(votes)
+    crowd = crowd_votes(votes)
     if cfg.aggregate.trusted_copies:
         kept = verdicts.loc[verdicts["verdict"].isin(KEPT_VERDICTS), COPY_KEY]
         crowd = crowd.merge(kept.astype({"copy_index": "Int64", "attempt": "int64"}), on=COPY_KEY)
-    counted = pd.concat([votes[votes["role"] != "crowd"], crowd], ignore_index=True)
+    counted = pd.concat([votes[votes["role"] == "expert"], crowd], ignore_index=True)
     return enforce_caps(counted, cfg.annotation.max_annotators_per_clip).kept
 
 
