@@ -9,11 +9,13 @@ project's annotation counter differs from the live annotations ``votes.parquet``
 project is read again (its JSON export) and compared. The first sync of a project reads the export too.
 
 The cursor per project is the latest task ``updated_at`` seen (Label Studio's clock), kept in
-``WORKDIR/sync_cursor.json`` per server (``tasks_api.server_id``: URL and organisation), and read back with
-one second of overlap (not more: a bulk import stamps thousands of tasks per second, and re-reading them
-costs Label Studio milliseconds each). Rows are appended per project before its cursor moves, so a sync
-killed midway loses nothing and repeats nothing: the latest ``synced_at`` per annotation (server, project,
-annotation id) wins. After the votes, the experts' decisions
+``WORKDIR/sync_cursor.json`` per server (``tasks_api.server_id``: URL and organisation); the next sync
+asks for tasks updated strictly after it (Label Studio compares to the microsecond). No overlap window: an
+import stamps a whole project's tasks within a second or two, and re-reading them costs Label Studio
+milliseconds each. (An edit stamped before the cursor but committed after the read would wait for the
+project's next full read; a creation or deletion is caught by the counter.) Rows are appended per project
+before its cursor moves, so a sync killed midway loses nothing and repeats nothing: the latest
+``synced_at`` per annotation (server, project, annotation id) wins. After the votes, the experts' decisions
 in the gold project are written into ``gold.parquet``.
 """
 
@@ -36,7 +38,6 @@ from schemas.taxonomy import TAXONOMY
 
 
 CURSOR_FILE = "sync_cursor.json"
-OVERLAP = pd.Timedelta(seconds=1)  # a change committed just after a read, stamped just before its end
 EXPERT_ROLES = ("review", "gold")
 
 
@@ -164,7 +165,7 @@ def sync_project(workdir: Path, client: LSClient, project_id: int, tasks: pd.Dat
     now = datetime.now(UTC)
     full = cursor is None
     if not full:
-        since = (pd.Timestamp(cursor).tz_convert("UTC") - OVERLAP).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        since = pd.Timestamp(cursor).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         exported = list(iter_tasks(client, project_id, fields="all", updated_after=since))
         scope = {t["id"] for t in exported}
         current = annotation_rows(exported, tasks, emails, now, server)

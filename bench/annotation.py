@@ -138,6 +138,15 @@ def main() -> None:
             print(f"push {pushed.created:,} tasks: {t_push:.1f} s ({pushed.created / t_push:.0f} tasks/s)")
             again, t_again = _timed(push_tasks, push_dir, cfg, client, local_root=root)
             print(f"push that creates nothing ({again.created} created, {again.existing:,} there): {t_again:.1f} s")
+            # the limit: Label Studio importing the same kind of task bare, a third as many, in one project
+            n_bare = pushed.created // 3
+            bare = [{"data": {"clip_id": f"b{i}", "scene_display": "x", "scene_video": "/data/local-files/?d=x",
+                              "crop_video": "/data/local-files/?d=y"}, "meta": {"task_key": f"b{i}"}}
+                    for i in range(n_bare)]
+            bare_pid = provision_project(client, "bench bare import")
+            _, t_bare = _timed(import_tasks, client, bare_pid, bare, cfg.labelstudio.batch_size)
+            print(f"bare import of {n_bare:,} tasks: {t_bare:.1f} s ({n_bare / t_bare:.0f} tasks/s); ferv's push runs at "
+                  f"{(pushed.created / t_push) / (n_bare / t_bare):.2f} of that rate")
 
             sync_dir = root / "sync"
             truth = _workdir(sync_dir, n_clips, n_gold)

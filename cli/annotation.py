@@ -126,8 +126,7 @@ def gold(workdir: Path = typer.Argument(..., help="Work directory with clips.par
          clips: int = typer.Option(0, "--clips", "-n", help="How many candidates to pick (deterministic)."),
          clip: list[str] = typer.Option([], "--clip", help="A chosen clip id (repeat for several)."),
          config: Path | None = CONFIG) -> None:
-    """Push candidates to the experts' gold project; their decisions sync into gold.parquet, and new
-    groups mix those gold clips in by themselves."""
+    """Push candidates to the experts' gold project (synced into gold.parquet, then mixed into new groups)."""
     from annotation.gold import plan_gold
     from annotation.push import push_plan
 
@@ -148,9 +147,7 @@ def gold(workdir: Path = typer.Argument(..., help="Work directory with clips.par
 @annotate_app.command()
 def cycle(workdir: Path = typer.Argument(..., help="Work directory with clips.parquet."),
           config: Path | None = CONFIG) -> None:
-    """One turn of the trusted-labelling loop: sync, copy verdicts, re-push Unacceptable copies for another
-    annotator, expert review, one more annotator for unclear clips, new groups, labels. Safe to re-run or
-    to kill."""
+    """One turn of the labelling loop: sync, verdicts, re-push, review, extra annotators, labels (kill-safe)."""
     from annotation.cycle import run_cycle
 
     cfg = load_config(config)
