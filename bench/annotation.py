@@ -65,23 +65,24 @@ def _workdir(path: Path, n_clips: int, n_gold: int) -> dict[str, str]:
 
 
 def _import_annotated(path: Path, cfg: BuildConfig, client: LSClient, truth: dict[str, str], n_users: int,
-                      bad_share: float) -> int:
+                      bad_share: float, later_share: float) -> tuple[int, list[tuple[int, dict]]]:
     """Plan the work directory's groups, then import every copy's tasks with one annotation each: each
     (group, copy) done by one of ``n_users`` annotators, right on every clip, except ``bad_share`` of the
-    copies, wrong on every clip (so judged Unacceptable). Returns annotations imported."""
+    copies, wrong on every clip (so judged Unacceptable). ``later_share`` of the tasks are imported without
+    their annotation: returned as (task id, annotation) to post later. Returns annotations imported too."""
     plan_new_groups(path, cfg, read_manifest(path, "clips"))
     plan = read_manifest(path, "plan")
     clips = read_manifest(path, "clips").set_index("clip_id", drop=False)
     users = create_annotators(client, n_users, prefix="benchann")
     rng = random.Random(0)
-    total = 0
+    total, later = 0, []
     for copy_index, rows in plan.groupby("copy_index"):
         title = copy_title(cfg.labelstudio, int(copy_index))
         pid = provision_project(client, title)
         ensure_storage(client, pid, cfg.labelstudio, path)
         rows = rows.sort_values(["group_id", "position"])
         groups = {g: i for i, g in enumerate(rows["group_id"].unique())}
-        payloads = []
+        payloads, held = [], []
         for r in rows.itertuples(index=False):
             g = groups[r.group_id]
             user = users[(g * 3 + int(copy_index)) % n_users]
@@ -89,17 +90,22 @@ def _import_annotated(path: Path, cfg: BuildConfig, client: LSClient, truth: dic
             label = truth[r.clip_id] if not bad else TAXONOMY.expression_names[
                 (TAXONOMY.expression_names.index(truth[r.clip_id]) + 1) % 7]
             payload = task_payload(clips.loc[r.clip_id], r._asdict(), cfg.labelstudio, path, path.parent)
-            payload["annotations"] = [{"result": choice_result(rng.choice(WORDS[label])), "completed_by": user.id,
-                                       "lead_time": 3.0}]
+            annotation = {"result": choice_result(rng.choice(WORDS[label])), "completed_by": user.id,
+                          "lead_time": 3.0}
+            if rng.random() < later_share:
+                held.append((len(payloads), annotation))
+            else:
+                payload["annotations"] = [annotation]
             payloads.append(payload)
         ids = import_tasks(client, pid, payloads, cfg.labelstudio.batch_size)
+        later += [(ids[i], annotation) for i, annotation in held]
+        total += len(payloads) - len(held)
         now = datetime.now(UTC)
         append_manifest(path, "tasks", [
             {"clip_id": r.clip_id, "project_id": pid, "task_id": t, "project_role": "copy",
              "copy_index": int(copy_index), "group_id": r.group_id, "is_gold": bool(r.is_gold), "pushed_at": now,
              "attempt": 0} for r, t in zip(rows.itertuples(index=False), ids)])
-        total += len(ids)
-    return total
+    return total, later
 
 
 def main() -> None:
@@ -151,24 +157,20 @@ def main() -> None:
             sync_dir = root / "sync"
             truth = _workdir(sync_dir, n_clips, n_gold)
             cfg = config("benchsync")
-            n_ann, t_import = _timed(_import_annotated, sync_dir, cfg, client, truth, 30, 0.02)
-            print(f"(setup) import {n_ann:,} tasks with an annotation each: {t_import:.1f} s")
+            (n_ann, later), t_import = _timed(_import_annotated, sync_dir, cfg, client, truth, 30, 0.02,
+                                              args.new_share)
+            print(f"(setup) import {n_ann + len(later):,} tasks, {n_ann:,} with their annotation: {t_import:.1f} s")
             full, t_full = _timed(sync_votes, sync_dir, cfg, client)
             print(f"first sync, {full.new:,} annotations (a full read): {t_full:.1f} s")
             idle, t_idle = _timed(sync_votes, sync_dir, cfg, client)
             print(f"sync with nothing new ({idle.new} new, {idle.full} projects read in full): {t_idle:.1f} s")
 
-            tasks = read_manifest(sync_dir, "tasks")
-            picks = tasks.sample(n=max(1, int(n_ann * args.new_share)), random_state=1)
-            extra = create_annotators(client, 3, prefix="benchnew")
             t1 = time.perf_counter()
-            for i, r in enumerate(picks.itertuples(index=False)):
-                client.call("post annotation", client.sdk.annotations.create, int(r.task_id),
-                            result=choice_result(WORDS[truth[r.clip_id]][0]), completed_by=extra[i % 3].id,
-                            lead_time=2.0)
-            print(f"(setup) post {len(picks):,} new annotations one by one: {time.perf_counter() - t1:.1f} s")
+            for task_id, annotation in later:
+                client.call("post annotation", client.sdk.annotations.create, task_id, **annotation)
+            print(f"(setup) post the other {len(later):,} annotations one by one: {time.perf_counter() - t1:.1f} s")
             some, t_some = _timed(sync_votes, sync_dir, cfg, client)
-            print(f"sync with {args.new_share:.0%} new ({some.new:,} new, {some.full} projects read in full): "
+            print(f"sync with {len(later) / (n_ann + len(later)):.1%} new ({some.new:,} new, {some.full} projects read in full): "
                   f"{t_some:.1f} s")
 
             cycle, t_cycle = _timed(run_cycle, sync_dir, cfg, client, local_root=root)
