@@ -243,18 +243,3 @@ def _task_row(pid: int, row, task_id: int) -> dict:
     return {"clip_id": row["clip_id"], "project_id": pid, "task_id": int(task_id),
             "project_role": row["project_role"], "copy_index": int(row["copy_index"]), "group_id": row["group_id"],
             "is_gold": bool(row["is_gold"]), "pushed_at": datetime.now(UTC), "attempt": int(row["attempt"])}
-
-
-def push_review(workdir: str | Path, cfg: BuildConfig, client: LSClient, clip_ids: list[str],
-                progress: ProgressFn = no_progress, local_root: str | Path | None = None,
-                extra_data: dict[str, dict] | None = None) -> PushSummary:
-    """Put clips into the expert review project (once each); the caller picks them (e.g.
-    ``annotation.trust.review_queue``). ``extra_data``: clip id -> more task data for the reviewer."""
-    workdir = Path(workdir)
-    rows = pd.DataFrame({"clip_id": list(dict.fromkeys(clip_ids)), "group_id": "review",
-                         "copy_index": REVIEW_COPY, "is_gold": False})
-    rows["position"] = range(len(rows))
-    intents = intent_rows(rows, "review")
-    add_intents(workdir, intents)
-    extra = {k: (extra_data or {}).get(c) for k, c in zip(intents["task_key"], intents["clip_id"])}
-    return push_plan(workdir, cfg, client, progress, local_root, {k: v for k, v in extra.items() if v})
