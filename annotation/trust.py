@@ -49,8 +49,10 @@ def with_task_info(votes: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
     """Fill each vote's missing group_id / copy_index and its is_gold flag from its task."""
     info = tasks.drop_duplicates("task_id").set_index("task_id")
     out = votes.copy()
-    out["group_id"] = out["group_id"].fillna(out["task_id"].map(info["group_id"]))
-    out["copy_index"] = out["copy_index"].fillna(out["task_id"].map(info["copy_index"])).astype("Int64")
+    if len(info):
+        out["group_id"] = out["group_id"].fillna(out["task_id"].map(info["group_id"]))
+        out["copy_index"] = out["copy_index"].fillna(out["task_id"].map(info["copy_index"]))
+    out["copy_index"] = out["copy_index"].astype("Int64")
     out["is_gold"] = out["is_gold"].astype(bool) | out["task_id"].map(info["is_gold"]).eq(True)
     return out
 
