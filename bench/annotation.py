@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--group-size", type=int, default=200)
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--new-share", type=float, default=0.01, help="share of new annotations for the third sync")
+    ap.add_argument("--push-only", action="store_true", help="stop after the push figures (no sync, no cycle)")
     args = ap.parse_args()
     if args.db == "postgresql":  # wired once annotation.server can run Label Studio on PostgreSQL
         sys.exit("--db postgresql: annotation.server starts Label Studio on SQLite only so far; run with --db sqlite")
@@ -155,6 +156,8 @@ def main() -> None:
             print(f"bare import of {n_bare:,} tasks: {t_bare:.1f} s ({n_bare / t_bare:.0f} tasks/s); ferv's push runs at "
                   f"{(pushed.created / t_push) / (n_bare / t_bare):.2f} of that rate")
 
+            if args.push_only:
+                return
             sync_dir = root / "sync"
             truth = _workdir(sync_dir, n_clips, n_gold)
             cfg = config("benchsync")
