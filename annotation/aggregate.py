@@ -2,8 +2,8 @@
 
 Rules, in order of precedence:
 
-- a gold clip gets status ``gold`` and its gold label (``gold.parquet``; without that file, the expert's
-  decision on a clip whose votes are marked ``is_gold``);
+- a gold clip gets status ``gold`` and its gold label (``gold.parquet``, settled by experts in the gold
+  project);
 - an expert's decision is final: the crowd's label is replaced, status ``accepted``;
 - otherwise the crowd decides: a clear winner is ``accepted``, a clear PASS is ``unusable`` (the clip is
   dropped), a tie, too few votes or a winner below the threshold is ``ambiguous`` (label None: back to
@@ -21,10 +21,10 @@ so each annotator's confusion matrix is anchored by their answers on known clips
 the majority vote and is deterministic.
 
 The core functions work on DataFrames of (current) votes with columns clip_id, annotator, label and
-optionally role (crowd | expert), so they are tested without files. ``aggregate`` does the files: the
-latest version of each live annotation (``annotation.trust.current_votes``), votes with an unknown label
-recorded in ``failures.parquet`` and left out, crowd votes of copies judged Unacceptable (or still pending
-their gold) left out when ``aggregate.trusted_copies``, the per-clip annotator cap applied.
+optionally role (crowd | expert), so they are tested without files. ``aggregate`` does the files: it
+labels the counted votes of ``annotation.trust.load_state`` (the same state the QC report and the
+annotation cycle read: current votes, copy verdicts with the plan, caps) and records votes with an
+unknown label in ``failures.parquet``.
 """
 
 from __future__ import annotations
@@ -37,9 +37,8 @@ import numpy as np
 import pandas as pd
 
 from annotation.agreement import agreement_summary
-from annotation.gold import gold_labels, read_gold
+from annotation.trust import TrustState, crowd_votes, expert_decisions, load_state
 from pipeline.failures import failure_row
-from annotation.trust import COPY_KEY, KEPT_VERDICTS, current_votes, enforce_caps, judge_copies, with_task_info
 from schemas.config import AggregateConfig, BuildConfig
 from schemas.manifests import append_manifest, manifest_lock, read_manifest, write_manifest
 from schemas.taxonomy import TAXONOMY
@@ -53,10 +52,9 @@ STAGE = "aggregate"
 _TIE_TOLERANCE = 1e-9
 
 
-def _crowd(votes: pd.DataFrame) -> pd.DataFrame:
-    """Votes with a label that are not expert decisions."""
-    crowd = votes[votes["label"].notna()]
-    return crowd[crowd["role"] != "expert"] if "role" in crowd.columns else crowd
+def _labelled_crowd(votes: pd.DataFrame) -> pd.DataFrame:
+    """The crowd's votes that carry a label."""
+    return crowd_votes(votes[votes["label"].notna()])
 
 
 def _decide(frame: pd.DataFrame, clear: np.ndarray, method: str) -> pd.DataFrame:
@@ -71,7 +69,7 @@ def majority(votes: pd.DataFrame, min_agreement: float = 0.5, min_votes: int = 1
 
     A clip is clear when its winner is unique (no tie), holds at least ``min_agreement`` of its votes and
     the clip has at least ``min_votes`` votes; ``confidence`` and ``agreement`` are the winning share."""
-    crowd = _crowd(votes)
+    crowd = _labelled_crowd(votes)
     counts = crowd.groupby(["clip_id", "label"], sort=False).size().rename("count").reset_index()
     counts = counts.sort_values(["clip_id", "count", "label"], ascending=[True, False, True], ignore_index=True)
     first = ~counts["clip_id"].duplicated()
@@ -96,7 +94,7 @@ def dawid_skene(
     ``agreement`` the share of the clip's votes for the label."""
     from crowdkit.aggregation import DawidSkene  # heavy import (pulls transformers): only when used
 
-    crowd = _crowd(votes)
+    crowd = _labelled_crowd(votes)
     if crowd.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in LABEL_COLUMNS})
     # integer codes for tasks, workers and labels: crowd-kit's joins and group-bys run faster on them
@@ -126,22 +124,6 @@ def dawid_skene(
                         "n_votes": n_votes.astype("int64"), "agreement": agreement})
     clear = (top - second > _TIE_TOLERANCE) & (top >= min_posterior) & (n_votes >= min_votes)
     return _decide(out, clear, "dawid_skene")[LABEL_COLUMNS]
-
-
-def expert_labels(votes: pd.DataFrame) -> pd.Series:
-    """clip_id -> the latest expert decision (by ``updated_at`` then ``annotation_id`` where present)."""
-    experts = votes[votes["label"].notna() & (votes["role"] == "expert")] if "role" in votes.columns else votes[:0]
-    order = [c for c in ("updated_at", "annotation_id") if c in experts.columns]
-    if order:
-        experts = experts.sort_values(order, na_position="first", kind="stable")
-    return experts.drop_duplicates("clip_id", keep="last").set_index("clip_id")["label"]
-
-
-def gold_from_votes(votes: pd.DataFrame) -> pd.Series:
-    """clip_id -> label for clips marked ``is_gold`` in ``votes``: the expert's decision on them."""
-    if "is_gold" not in votes.columns:
-        return pd.Series(dtype=object)
-    return expert_labels(votes[votes["is_gold"].astype(bool)])
 
 
 def _settled(labels: pd.Series, status: str, method: str) -> pd.DataFrame:
@@ -175,15 +157,15 @@ def label_clips(
     method = method or cfg.method
     if method not in METHODS:
         raise ValueError(f"unknown aggregation method {method!r}; expected one of {METHODS}")
-    gold = gold_from_votes(votes) if gold is None or gold.empty else gold
-    crowd = _crowd(votes)
+    gold = pd.Series(dtype=object) if gold is None else gold
+    crowd = _labelled_crowd(votes)
     if method == "majority":
         labels = majority(crowd[~crowd["clip_id"].isin(gold.index)], cfg.min_agreement, cfg.min_votes)
     else:
         labels = dawid_skene(crowd, gold if cfg.seed_with_gold else None, cfg.min_posterior, cfg.min_votes,
                              cfg.max_iter)
         labels = labels[~labels["clip_id"].isin(gold.index)]
-    experts = expert_labels(votes)
+    experts = expert_decisions(votes).set_index("clip_id")["expert_label"]
     experts = experts[~experts.index.isin(gold.index)]
     crowd_label = labels.set_index("clip_id")["crowd_label"]
     decided = _settled(experts, ACCEPTED, method)
@@ -196,61 +178,58 @@ def label_clips(
     return out[LABEL_COLUMNS].sort_values("clip_id", ignore_index=True)
 
 
-def counted_votes(votes: pd.DataFrame, gold: pd.Series, cfg: BuildConfig) -> pd.DataFrame:
-    """The current votes that count: every expert vote; crowd votes from copies judged Accept or
-    Improper by their gold rate (when ``aggregate.trusted_copies``), at most
-    ``annotation.annotators_per_clip`` annotators per clip of a group (``annotation.trust``)."""
-    crowd_all = votes[votes["role"] != "expert"]
-    if cfg.aggregate.trusted_copies:
-        gold_table = pd.DataFrame({"clip_id": gold.index, "label": gold.to_numpy()})
-        verdicts = judge_copies(votes, gold_table, cfg.annotation)
-        kept = verdicts.loc[verdicts["verdict"].isin(KEPT_VERDICTS), COPY_KEY].astype({"copy_index": "Int64"})
-        crowd_all = crowd_all.merge(kept, on=COPY_KEY)
-    counted = pd.concat([votes[votes["role"] == "expert"], crowd_all], ignore_index=True)
-    return enforce_caps(counted, cfg.annotation.annotators_per_clip).kept
+def unclear_clips(counted: pd.DataFrame, cfg: BuildConfig, gold_ids: pd.Index | None = None) -> pd.DataFrame:
+    """Clips without a clear crowd majority (a tie, or a winning share below ``aggregate.min_agreement``)
+    among the ``counted`` votes, no expert decision, and from ``annotation.annotators_per_clip`` up to
+    fewer than ``annotation.max_annotators_per_clip`` crowd annotators: each is owed one more annotator."""
+    crowd = _labelled_crowd(counted)
+    if gold_ids is not None:
+        crowd = crowd[~crowd["clip_id"].isin(gold_ids)]
+    m = majority(crowd, cfg.aggregate.min_agreement, 1)
+    m = m[(m["status"] == AMBIGUOUS) & ~m["clip_id"].isin(counted.loc[counted["role"] == "expert", "clip_id"])]
+    apc, cap = cfg.annotation.annotators_per_clip, cfg.annotation.max_annotators_per_clip
+    m = m[(m["n_votes"] >= apc) & (m["n_votes"] < cap)]
+    return m[["clip_id", "n_votes", "agreement"]].reset_index(drop=True)
 
 
-def _known_labels(workdir: Path, votes: pd.DataFrame) -> pd.DataFrame:
-    """``votes`` without those whose label is neither an expression nor PASS, each recorded in
-    ``failures.parquet`` (stage aggregate, input the annotation id); earlier such failures now fixed are
-    forgotten."""
-    known = votes["label"].isna() | votes["label"].isin([*TAXONOMY.expression_names, TAXONOMY.pass_label])
-    bad = votes[~known]
+def _record_unknown(workdir: Path, unknown: pd.DataFrame) -> None:
+    """Record each vote whose label is neither an expression nor PASS in ``failures.parquet`` (stage
+    aggregate, input the annotation id); earlier such failures now fixed are forgotten."""
     failures = [failure_row(STAGE, str(row.annotation_id), "UnknownLabel",
-                              f"annotation {row.annotation_id} on clip {row.clip_id} by {row.annotator} has "
-                                      f"label {row.label!r}, not an expression or {TAXONOMY.pass_label}; fix the "
-                                      "labelling config or the vote in Label Studio and sync again")
-                for row in bad.itertuples(index=False)]
+                            f"annotation {row.annotation_id} on clip {row.clip_id} by {row.annotator} has "
+                            f"label {row.label!r}, not an expression or {TAXONOMY.pass_label}; fix the "
+                            "labelling config or the vote in Label Studio and sync again")
+                for row in unknown.itertuples(index=False)]
     if failures:
         append_manifest(workdir, "failures", failures, key=["stage", "input_id"])
     with manifest_lock(workdir, "failures"):
         old = read_manifest(workdir, "failures")
-        fixed = (old["stage"] == STAGE) & ~old["input_id"].isin(bad["annotation_id"].astype(str))
+        fixed = (old["stage"] == STAGE) & ~old["input_id"].isin(unknown["annotation_id"].astype(str))
         if fixed.any():
             write_manifest(workdir, "failures", old[~fixed])
-    return votes[known]
 
 
 def aggregate(workdir: str | Path, cfg: BuildConfig, method: str | None = None) -> pd.DataFrame:
     """Aggregate ``WORKDIR/votes.parquet`` into ``labels.parquet`` and write ``agreement.json`` (agreement
     of the counted crowd votes, vote counts, labels per status). Re-running gives the same files."""
     workdir = Path(workdir)
-    raw = read_manifest(workdir, "votes")
-    if raw.empty:
+    state = load_state(workdir, cfg)
+    if state.votes.empty and state.unknown.empty:
         raise ValueError(f"{workdir / 'votes.parquet'} has no votes; sync annotations first (ferv annotate sync)")
-    votes = _known_labels(workdir, current_votes(raw))
-    tasks = read_manifest(workdir, "tasks")
-    if not tasks.empty:
-        votes = with_task_info(votes, tasks)
-    gold_table = read_gold(workdir)
-    gold = gold_labels(gold_table) if len(gold_table) else gold_from_votes(votes)
-    counted = counted_votes(votes, gold, cfg)
-    labels = label_clips(counted, cfg.aggregate, method, gold)
+    return write_labels(workdir, state, cfg, method)
+
+
+def write_labels(workdir: str | Path, state: TrustState, cfg: BuildConfig, method: str | None = None) -> pd.DataFrame:
+    """``labels.parquet`` and ``agreement.json`` from an already loaded ``TrustState``."""
+    workdir = Path(workdir)
+    _record_unknown(workdir, state.unknown)
+    counted = state.counted
+    labels = label_clips(counted, cfg.aggregate, method, state.gold_labels)
     write_manifest(workdir, "labels", labels)
     summary = {
         "method": method or cfg.aggregate.method,
-        **agreement_summary(_crowd(counted)),
-        "votes_current": int(len(votes)),
+        **agreement_summary(_labelled_crowd(counted)),
+        "votes_current": int(len(state.votes) + len(state.unknown)),
         "votes_counted": int(len(counted)),
         "clips": int(len(labels)),
         "status": {s: int((labels["status"] == s).sum()) for s in (ACCEPTED, GOLD, AMBIGUOUS, UNUSABLE)},

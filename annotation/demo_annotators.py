@@ -26,7 +26,7 @@ def annotator_accuracies(n: int) -> list[float]:
 def simulate_workdir(workdir: str | Path, client: LSClient, n: int, seed: int = 0) -> int:
     """Annotator i labels every task of copy ``i % copies`` in ``tasks.parquet``; returns annotations posted."""
     tasks = read_manifest(workdir, "tasks")
-    tasks = tasks[tasks["copy_index"] >= 0]
+    tasks = tasks[tasks["project_role"] == "copy"]
     if tasks.empty:
         raise ValueError(f"{Path(workdir) / 'tasks.parquet'} has no tasks; push clips first (ferv annotate push)")
     copies = sorted(tasks["copy_index"].unique())

@@ -47,3 +47,26 @@ def write_gold(workdir: str | Path, gold: pd.DataFrame) -> Path:
     """Validate and write the gold table."""
     gold_labels(gold)
     return write_manifest(workdir, "gold", gold)
+
+
+def plan_gold(workdir: str | Path, seed: int = 0, n: int = 0, clip_ids: list[str] | None = None) -> int:
+    """Plan candidates for the experts' gold project: the chosen ``clip_ids``, or ``n`` clips picked
+    deterministically (by ``seed``) among those no group, no gold intent and no gold row holds yet.
+    Returns the intents added; ``annotation.push.push_plan`` imports them."""
+    from annotation.push import REVIEW_COPY, add_intents, intent_rows
+    from schemas.ids import stable_hash
+
+    clips = read_manifest(workdir, "clips")
+    plan = read_manifest(workdir, "plan")
+    if clip_ids:
+        unknown = sorted(set(clip_ids) - set(clips["clip_id"]))
+        if unknown:
+            raise ValueError(f"clips {unknown[:5]} are not in {Path(workdir) / 'clips.parquet'}")
+        picked = list(dict.fromkeys(clip_ids))
+    else:
+        free = clips.loc[~clips["clip_id"].isin(plan["clip_id"]) & ~clips["clip_id"].isin(read_gold(workdir)["clip_id"]),
+                         "clip_id"]
+        picked = sorted(free, key=lambda c: stable_hash("gold", seed, c))[:n]
+    rows = pd.DataFrame({"clip_id": picked, "group_id": "gold", "copy_index": REVIEW_COPY, "is_gold": False})
+    rows["position"] = range(len(rows))
+    return add_intents(Path(workdir), intent_rows(rows, "gold"))

@@ -8,9 +8,14 @@ Label Studio 1.23's community queue does serve one task to N different annotator
 order or keep a copy to one annotator, and the API does not enforce the cap, so ferv keeps copies as
 projects and enforces caps itself.) Re-provisioning finds projects by title and updates them.
 
-Tasks: the key is (project, clip_id, group_id), stored in each task's ``meta``. Before importing, push lists
-the tasks a project already has, so a push that crashed after importing but before writing
-``tasks.parquet`` resumes without duplicates; ``tasks.parquet`` is appended after every batch.
+Intents first: every task ferv wants is a row of ``plan.parquet`` (crowd group copies, their re-pushes for
+another annotator and extra annotators in "<title> requeue", expert review, the experts' gold project
+"<title> gold"), written before anything is imported. Each task carries its deterministic ``task_key`` in
+its ``meta``. ``push_plan`` imports the intents ``tasks.parquet`` does not record, after looking them up in
+Label Studio among the project's tasks newer than the last recorded one (a push killed between import and
+record left them there: they are recovered into ``tasks.parquet``, not imported again). So a push killed
+anywhere is completed by the next one, never repeated, and a push with nothing to do asks Label Studio for
+no task list at all (listing tasks costs it milliseconds per task).
 
 Storage: ``labelstudio.storage = "local"`` adds a Local Files storage at the work directory's clips folder as
 Label Studio sees it in its document root, the media root (``annotation.media``: only clips are served), and
@@ -32,12 +37,15 @@ from annotation.client import LSClient
 from annotation.labeling_config import instructions, labeling_config
 from annotation.locks import one_at_a_time
 from annotation.media import clip_url, clips_storage, media_root
+from annotation.tasks_api import import_batch, task_ids_by_key
 from pipeline.progress import ProgressFn, no_progress
 from schemas.config import BuildConfig, LabelStudioConfig
-from schemas.manifests import append_manifest, read_manifest
+from schemas.manifests import append_manifest, manifest_lock, read_manifest, write_manifest
 from schemas.taxonomy import TAXONOMY
 
-REVIEW_COPY = -1
+REVIEW_COPY = -1  # copy_index of expert tasks (review and gold)
+ROLE_PROJECT = {"redo": "requeue", "extra": "requeue", "review": "review", "gold": "gold"}
+TASKS_FLUSH = 5_000  # tasks imported between two writes of tasks.parquet (a killed push looks up at most these)
 
 
 @dataclass
@@ -48,9 +56,17 @@ class PushSummary:
     recovered: int = 0  # tasks found in Label Studio but missing from tasks.parquet (added to it)
 
 
-def copy_title(cfg: LabelStudioConfig, copy_index: int) -> str:
-    """The project title of a crowd copy (0-based index) or, for ``REVIEW_COPY``, of the expert review."""
-    return f"{cfg.project_title} review" if copy_index == REVIEW_COPY else f"{cfg.project_title} copy {copy_index + 1}"
+def copy_title(cfg: LabelStudioConfig, copy_index: int, role: str = "copy") -> str:
+    """The project of a task: "<title> copy <k>" for crowd copy k-1, else "<title> requeue" (re-pushed
+    copies, extra annotators), "<title> review" (experts; also ``copy_index == REVIEW_COPY``), "<title> gold"."""
+    if role == "copy" and copy_index != REVIEW_COPY:
+        return f"{cfg.project_title} copy {copy_index + 1}"
+    return f"{cfg.project_title} {ROLE_PROJECT.get(role, 'review')}"
+
+
+def task_key(role: str, group_id: str, copy_index: int, attempt: int, clip_id: str) -> str:
+    """The deterministic key of a planned task, stored in its ``meta`` in Label Studio."""
+    return f"{role}|{group_id}|{copy_index}|{attempt}|{clip_id}"
 
 
 def provision_project(client: LSClient, title: str, maximum_annotations: int = 1) -> int:
@@ -99,31 +115,16 @@ def served_clips(cfg: LabelStudioConfig, workdir: Path, local_root: str | Path |
     return clips_storage(workdir, local_root or media_root(cfg, workdir)) if cfg.storage == "local" else None
 
 
-def task_payload(clip: pd.Series, row: pd.Series, cfg: LabelStudioConfig, workdir: Path,
-                 storage: Path | None = None) -> dict:
-    """One task to import: the clip's media URLs and scene name (data) and its key (meta)."""
+def task_payload(clip: dict | pd.Series, row: dict | pd.Series, cfg: LabelStudioConfig, workdir: Path,
+                 storage: Path | None = None, extra: dict | None = None) -> dict:
+    """One task to import: the clip's media URLs and scene name (data, plus ``extra``) and its key (meta)."""
     scene = TAXONOMY.scene(clip["scene"]).display if clip["scene"] in TAXONOMY.scene_names else clip["scene"]
-    key = {"clip_id": clip["clip_id"], "group_id": row["group_id"], "copy_index": int(row["copy_index"]),
-           "is_gold": bool(row["is_gold"])}
+    key = {"task_key": row["task_key"], "clip_id": clip["clip_id"], "group_id": row["group_id"],
+           "copy_index": int(row["copy_index"]), "attempt": int(row["attempt"]), "is_gold": bool(row["is_gold"])}
     data = {"clip_id": clip["clip_id"], "scene": clip["scene"], "scenario": clip["scenario"], "scene_display": scene,
             "scene_video": media_url(cfg, workdir, clip["scene_path"], storage),
-            "crop_video": media_url(cfg, workdir, clip["crop_path"], storage)}
+            "crop_video": media_url(cfg, workdir, clip["crop_path"], storage), **(extra or {})}
     return {"data": data, "meta": key}
-
-
-def plan(workdir: Path, cfg: BuildConfig, clips: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
-    """Rows (group_id, copy_index, clip_id, position, is_gold) to push: the trusted-labelling plan of
-    ``annotation.trust.plan_groups`` (groups, gold mixed in, a shuffled order per copy); clips planned
-    before (in ``tasks.parquet``) keep their groups."""
-    from annotation.gold import read_gold
-    from annotation.trust import plan_groups
-
-    planned = tasks[tasks["copy_index"] >= 0] if len(tasks) else None
-    fresh = plan_groups(clips, read_gold(workdir), cfg.annotation, planned=planned)
-    if planned is None or planned.empty:
-        return fresh
-    old = planned[["group_id", "copy_index", "clip_id", "is_gold"]].assign(position=-1)
-    return pd.concat([old, fresh], ignore_index=True)
 
 
 def import_tasks(client: LSClient, project_id: int, payloads: list[dict], batch_size: int,
@@ -132,87 +133,121 @@ def import_tasks(client: LSClient, project_id: int, payloads: list[dict], batch_
     ids: list[int] = []
     for start in range(0, len(payloads), batch_size):
         batch = payloads[start:start + batch_size]
-        resp = client.call(f"import tasks into project {project_id}", client.sdk.projects.import_tasks, project_id,
-                           request=batch, return_task_ids=True)
-        if len(resp.task_ids or []) != len(batch):
-            raise RuntimeError(f"Label Studio returned {len(resp.task_ids or [])} task ids for {len(batch)} tasks")
-        ids.extend(resp.task_ids)
+        got = import_batch(client, project_id, batch)
+        if len(got) != len(batch):
+            raise RuntimeError(f"Label Studio returned {len(got)} task ids for {len(batch)} tasks")
+        ids.extend(got)
         progress(label, len(ids), len(payloads))
     return ids
+
+
+def intent_rows(rows: pd.DataFrame, role: str, attempt: int | pd.Series = 0) -> pd.DataFrame:
+    """``plan.parquet`` rows for (group_id, copy_index, clip_id, position, is_gold) rows of one role."""
+    out = rows[["group_id", "copy_index", "clip_id", "position", "is_gold"]].copy()
+    out["attempt"] = attempt
+    out["project_role"] = role
+    out = out.astype({"copy_index": "int64", "attempt": "int64", "position": "int64", "is_gold": bool})
+    out["task_key"] = [task_key(role, g, c, a, k) for g, c, a, k in
+                       zip(out["group_id"], out["copy_index"], out["attempt"], out["clip_id"])]
+    out["planned_at"] = datetime.now(UTC)
+    return out
+
+
+def add_intents(workdir: Path, rows: pd.DataFrame) -> int:
+    """Append intents to ``plan.parquet`` (an intent already there is kept as it was); return how many
+    are new."""
+    if rows.empty:
+        return 0
+    with manifest_lock(workdir, "plan"):
+        old = read_manifest(workdir, "plan")
+        new = rows[~rows["task_key"].isin(old["task_key"])].drop_duplicates("task_key")
+        if len(new):
+            write_manifest(workdir, "plan", pd.concat([old, new[old.columns]], ignore_index=True))
+    return len(new)
+
+
+def plan_new_groups(workdir: Path, cfg: BuildConfig, clips: pd.DataFrame) -> int:
+    """Plan the clips no intent holds yet into groups with gold mixed in (``annotation.trust.plan_groups``:
+    a shuffled order per copy); return the intents added. Clips planned before keep their groups."""
+    from annotation.gold import read_gold
+    from annotation.trust import plan_groups
+
+    planned = read_manifest(workdir, "plan")
+    fresh = plan_groups(clips, read_gold(workdir), cfg.annotation, planned=planned)
+    return add_intents(workdir, intent_rows(fresh, "copy"))
+
+
+@one_at_a_time
+def push_plan(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress: ProgressFn = no_progress,
+              local_root: str | Path | None = None, extra_data: dict[str, dict] | None = None) -> PushSummary:
+    """Import every intent of ``plan.parquet`` that its project does not hold yet (found by ``task_key``);
+    record them in ``tasks.parquet``. ``extra_data``: task key -> more task data (e.g. crowd votes shown
+    to a reviewer). ``local_root`` is the server's local-files document root (default:
+    ``labelstudio.media_root``). One push at a time per work directory (``annotation.locks``)."""
+    return _push_plan(Path(workdir), cfg, client, progress, local_root, extra_data)
+
+
+def _push_plan(workdir: Path, cfg: BuildConfig, client: LSClient, progress: ProgressFn,
+               local_root: str | Path | None, extra_data: dict[str, dict] | None) -> PushSummary:
+    ls = cfg.labelstudio
+    storage = served_clips(ls, workdir, local_root)
+    plan = read_manifest(workdir, "plan")
+    clips = read_manifest(workdir, "clips").set_index("clip_id", drop=False)
+    tasks = read_manifest(workdir, "tasks")
+    plan = plan[plan["clip_id"].isin(clips.index)]
+    clip_rows = clips.to_dict("index")
+    plan["title"] = [copy_title(ls, c, r) for c, r in zip(plan["copy_index"], plan["project_role"])]
+    summary = PushSummary()
+    for title, mine in plan.groupby("title", sort=True):
+        pid = provision_project(client, title)
+        summary.projects[title] = pid
+        ensure_storage(client, pid, ls, storage)
+        recorded = tasks[tasks["project_id"] == pid] if len(tasks) else tasks
+        done = {task_key(*k) for k in zip(recorded["project_role"], recorded["group_id"], recorded["copy_index"],
+                                           recorded["attempt"], recorded["clip_id"])}
+        todo = mine[~mine["task_key"].isin(done)]
+        if len(todo):
+            # imported by a push killed before it recorded them: they are newer than every recorded task
+            last = int(recorded["task_id"].max()) if len(recorded) else None
+            found = task_ids_by_key(client, pid, id_after=last)
+            by_key = mine.set_index("task_key")
+            recover = [_task_row(pid, by_key.loc[k], tid) for k, tid in found.items() if k in by_key.index]
+            if recover:
+                append_manifest(workdir, "tasks", recover, key=["project_id", "task_id"])
+                summary.recovered += len(recover)
+            todo = todo[~todo["task_key"].isin(list(found))]
+        todo = todo.sort_values(["group_id", "copy_index", "attempt", "position"], kind="stable")
+        summary.existing += len(mine) - len(todo)
+        pending: list[dict] = []
+        for start in range(0, len(todo), ls.batch_size):
+            batch = todo.iloc[start:start + ls.batch_size]
+            payloads = [task_payload(clip_rows[r.clip_id], r._asdict(), ls, workdir, storage,
+                                     (extra_data or {}).get(r.task_key)) for r in batch.itertuples(index=False)]
+            ids = import_tasks(client, pid, payloads, ls.batch_size)
+            pending += [_task_row(pid, r._asdict(), tid) for r, tid in zip(batch.itertuples(index=False), ids)]
+            summary.created += len(ids)
+            if len(pending) >= TASKS_FLUSH or start + ls.batch_size >= len(todo):
+                append_manifest(workdir, "tasks", pending, key=["project_id", "task_id"])
+                pending = []
+            progress(title, start + len(batch), len(todo))
+    return summary
 
 
 @one_at_a_time
 def push_tasks(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress: ProgressFn = no_progress,
                local_root: str | Path | None = None) -> PushSummary:
-    """Push ``clips.parquet`` as tasks of the copy projects; record them in ``tasks.parquet``.
+    """Plan new clips of ``clips.parquet`` into groups (gold mixed in) and push every planned task that
+    Label Studio does not hold yet; a second push creates nothing (also when two run at once: the second
+    waits for the work directory's lock).
 
     ``local_root`` is the server's local-files document root (default: ``labelstudio.media_root``).
     """
     workdir = Path(workdir)
-    ls = cfg.labelstudio
-    storage = served_clips(ls, workdir, local_root)
-    clips = read_manifest(workdir, "clips").set_index("clip_id", drop=False)
-    tasks = read_manifest(workdir, "tasks")
-    rows = plan(workdir, cfg, clips, tasks)
-    summary = PushSummary()
-    for copy_index in range(cfg.annotation.annotators_per_clip):
-        title = copy_title(ls, copy_index)
-        pid = provision_project(client, title)
-        summary.projects[title] = pid
-        ensure_storage(client, pid, ls, storage)
-        mine = rows[rows["copy_index"] == copy_index].sort_values("position", kind="stable")
-        mine = mine[mine["clip_id"].isin(clips.index)]
-        in_ls = client.task_keys(pid)
-        recorded = set(zip(tasks.loc[tasks["project_id"] == pid, "clip_id"],
-                           tasks.loc[tasks["project_id"] == pid, "group_id"])) if len(tasks) else set()
-        now = datetime.now(UTC)
-        gold = dict(zip(zip(mine["clip_id"], mine["group_id"]), mine["is_gold"]))
-        recover = [_task_row(pid, k, tid, copy_index, gold.get(k, False), now)
-                   for k, tid in in_ls.items() if k not in recorded]
-        if recover:
-            append_manifest(workdir, "tasks", recover, key=["project_id", "clip_id", "group_id"])
-            summary.recovered += len(recover)
-        todo = mine[[(c, g) not in in_ls for c, g in zip(mine["clip_id"], mine["group_id"])]]
-        summary.existing += len(mine) - len(todo)
-        for start in range(0, len(todo), ls.batch_size):
-            batch = todo.iloc[start:start + ls.batch_size]
-            payloads = [task_payload(clips.loc[r["clip_id"]], r, ls, workdir, storage) for _, r in batch.iterrows()]
-            ids = import_tasks(client, pid, payloads, ls.batch_size)
-            now = datetime.now(UTC)
-            append_manifest(workdir, "tasks", [
-                _task_row(pid, (c, g), tid, copy_index, gold_flag, now)
-                for c, g, gold_flag, tid in zip(batch["clip_id"], batch["group_id"], batch["is_gold"], ids)], key=["project_id", "clip_id", "group_id"])
-            summary.created += len(ids)
-            progress(title, start + len(batch), len(todo))
-    return summary
+    plan_new_groups(workdir, cfg, read_manifest(workdir, "clips"))
+    return _push_plan(workdir, cfg, client, progress, local_root, None)
 
 
-def _task_row(pid: int, key: tuple[str, str], task_id: int, copy_index: int, is_gold: bool, now: datetime) -> dict:
-    clip_id, group_id = key
-    return {"clip_id": clip_id, "project_id": pid, "task_id": int(task_id), "project_role": "copy",
-            "copy_index": copy_index, "group_id": group_id, "is_gold": bool(is_gold), "pushed_at": now}
-
-
-@one_at_a_time
-def push_review(workdir: str | Path, cfg: BuildConfig, client: LSClient, clip_ids: list[str],
-                progress: ProgressFn = no_progress, local_root: str | Path | None = None) -> PushSummary:
-    """Put clips into the expert review project (once each); the caller picks them (e.g.
-    ``annotation.trust.review_queue``). Recorded in ``tasks.parquet`` with ``project_role="review"``."""
-    workdir = Path(workdir)
-    ls = cfg.labelstudio
-    storage = served_clips(ls, workdir, local_root)
-    clips = read_manifest(workdir, "clips").set_index("clip_id", drop=False)
-    title = copy_title(ls, REVIEW_COPY)
-    pid = provision_project(client, title)
-    ensure_storage(client, pid, ls, storage)
-    in_ls = client.task_keys(pid)
-    todo = [c for c in dict.fromkeys(clip_ids) if (c, "review") not in in_ls and c in clips.index]
-    rows = pd.DataFrame({"clip_id": todo, "group_id": "review", "copy_index": REVIEW_COPY, "is_gold": False})
-    payloads = [task_payload(clips.loc[r["clip_id"]], r, ls, workdir, storage) for _, r in rows.iterrows()]
-    ids = import_tasks(client, pid, payloads, ls.batch_size, progress, title)
-    now = datetime.now(UTC)
-    if ids:
-        append_manifest(workdir, "tasks", [
-            {**_task_row(pid, (c, "review"), t, REVIEW_COPY, False, now), "project_role": "review"}
-            for c, t in zip(todo, ids)], key=["project_id", "clip_id", "group_id"])
-    return PushSummary(projects={title: pid}, created=len(ids), existing=len(clip_ids) - len(todo))
+def _task_row(pid: int, row, task_id: int) -> dict:
+    return {"clip_id": row["clip_id"], "project_id": pid, "task_id": int(task_id),
+            "project_role": row["project_role"], "copy_index": int(row["copy_index"]), "group_id": row["group_id"],
+            "is_gold": bool(row["is_gold"]), "pushed_at": datetime.now(UTC), "attempt": int(row["attempt"])}

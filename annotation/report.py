@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from annotation.gold import gold_labels, read_gold
-from annotation.trust import (
-    COPY_KEY, UNACCEPTABLE, accepted_votes, current_votes, expert_decisions, judge_copies,
-    needs_more_annotators, requeue, with_task_info,
-)
-from schemas.config import AnnotationConfig
+from annotation.aggregate import unclear_clips
+from annotation.gold import gold_labels
+from annotation.trust import COPY_KEY, UNACCEPTABLE, expert_decisions, load_state, requeue
+from schemas.config import AnnotationConfig, BuildConfig
 from schemas.manifests import read_manifest
 
 TITLES = {
@@ -112,20 +110,16 @@ def progress(votes: pd.DataFrame, copies: pd.DataFrame, clips: pd.DataFrame, gol
     return per(["scenario", "scene"]), per(["scenario"])
 
 
-def qc_report(workdir: str | Path, cfg: AnnotationConfig) -> QCReport:
-    """Build the report from ``votes``, ``tasks``, ``clips`` and ``gold`` manifests of ``workdir``."""
-    tasks = read_manifest(workdir, "tasks")
-    gold = read_gold(workdir)
-    votes = with_task_info(current_votes(read_manifest(workdir, "votes")), tasks)
-    plan = tasks[tasks["project_role"] == "copy"]
-    copies = judge_copies(votes, gold, cfg, plan if len(plan) else None)
-    scene, scenario = progress(votes, copies, read_manifest(workdir, "clips"), gold, cfg)
-    kept = accepted_votes(votes, copies, gold)
-    unclear = needs_more_annotators(kept, cfg.min_agreement)
+def qc_report(workdir: str | Path, cfg: AnnotationConfig | BuildConfig) -> QCReport:
+    """Build the report from the same state the labels are made from (``annotation.trust.load_state``)."""
+    build = cfg if isinstance(cfg, BuildConfig) else BuildConfig(annotation=cfg)
+    state = load_state(workdir, build)
+    votes, gold, copies = state.votes, state.gold, state.verdicts
+    scene, scenario = progress(votes, copies, read_manifest(workdir, "clips"), gold, build.annotation)
     return QCReport(
-        copies=copies, annotators=annotator_quality(votes, gold, copies, cfg), progress_scene=scene,
+        copies=copies, annotators=annotator_quality(votes, gold, copies, build.annotation), progress_scene=scene,
         progress_scenario=scenario, requeue=requeue(copies),
-        needs_more=unclear[unclear["n_votes"] >= cfg.annotators_per_clip].reset_index(drop=True),
+        needs_more=unclear_clips(state.counted, build, pd.Index(gold["clip_id"])),
     )
 
 

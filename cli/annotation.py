@@ -1,4 +1,4 @@
-"""``ferv labelstudio up|down|status``, ``ferv annotate push|sync``, ``ferv annotators add|list``."""
+"""``ferv labelstudio up|down|status``, ``ferv annotate push|sync|gold|cycle``, ``ferv annotators add|list``."""
 
 from __future__ import annotations
 
@@ -128,8 +128,50 @@ def sync(workdir: Path = typer.Argument(..., help="Work directory with tasks.par
     client = _client(cfg, workdir)
     with rich_progress() as progress:
         s = sync_votes(workdir, cfg, client, progress)
-    console.print(f"synced {s.projects} projects: {s.seen} annotations, {s.new} new, {s.updated} updated, "
-                  f"{s.deleted} deleted")
+    console.print(f"synced {s.projects} projects ({s.full} read in full): {s.seen} annotations read, {s.new} new, "
+                  f"{s.updated} updated, {s.deleted} deleted; gold clips: {s.gold}")
+
+
+@annotate_app.command()
+def gold(workdir: Path = typer.Argument(..., help="Work directory with clips.parquet."),
+         clips: int = typer.Option(0, "--clips", "-n", help="How many candidates to pick (deterministic)."),
+         clip: list[str] = typer.Option([], "--clip", help="A chosen clip id (repeat for several)."),
+         config: Path | None = CONFIG) -> None:
+    """Push candidates to the experts' gold project (synced into gold.parquet, then mixed into new groups)."""
+    from annotation.gold import plan_gold
+    from annotation.push import push_plan
+
+    if not clips and not clip:
+        _fail("say how many candidates (--clips N) or which ones (--clip ID)")
+    cfg = load_config(config)
+    client = _client(cfg, workdir)
+    try:
+        added = plan_gold(workdir, cfg.annotation.seed, clips, clip)
+        with rich_progress() as progress:
+            summary = push_plan(workdir, cfg, client, progress)
+    except ValueError as exc:
+        _fail(str(exc))
+    console.print(f"{added} clips planned for the gold project; {summary.created} tasks pushed "
+                  f"({summary.existing} already there)")
+
+
+@annotate_app.command()
+def cycle(workdir: Path = typer.Argument(..., help="Work directory with clips.parquet."),
+          config: Path | None = CONFIG) -> None:
+    """One turn of the labelling loop: sync, verdicts, re-push, review, extra annotators, labels (kill-safe)."""
+    from annotation.cycle import run_cycle
+
+    cfg = load_config(config)
+    client = _client(cfg, workdir)
+    with rich_progress() as progress:
+        c = run_cycle(workdir, cfg, client, progress)
+    console.print(f"sync: {c.sync.new} new, {c.sync.updated} updated, {c.sync.deleted} deleted votes; "
+                  f"copies: {c.verdicts or 'none yet'}")
+    console.print(f"intents: {c.requeued} copies re-pushed, {c.review} clips to expert review, {c.extra} clips "
+                  f"given one more annotator, {c.new_clips} tasks for new clips; pushed {c.push.created} tasks; "
+                  f"labels: {c.labels}")
+    for note in c.notes:
+        console.print(f"[yellow]{note}[/yellow]")
 
 
 add_report_command(annotate_app)

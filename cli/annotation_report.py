@@ -45,7 +45,7 @@ def add_report_command(annotate_app: typer.Typer) -> None:
         from schemas.manifests import ManifestError
 
         try:
-            qc = qc_report(workdir, load_config(config).annotation)
+            qc = qc_report(workdir, load_config(config))
         except (ManifestError, ValueError, FileNotFoundError) as exc:
             err_console.print(f"[red]cannot build the QC report: {exc}[/red]")
             raise typer.Exit(1) from None

@@ -1,4 +1,5 @@
-"""Annotation flows: push clips to Label Studio as tasks, and pull votes back (scheduled).
+"""Annotation flows: push clips to Label Studio as tasks, pull votes back, and the trusted-labelling cycle
+(scheduled: sync, verdicts, re-push, review, extra annotators, labels).
 
 Retries with back-off against a slow or unreachable server live in ``annotation.client.LSClient``."""
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from annotation.client import LabelStudioTokenMissing, connect
+from annotation.cycle import run_cycle
 from annotation.push import push_tasks
 from annotation.sync import sync_votes
 from flows.runtime import log_progress, publish, resolve_config, skipped, workdir_of
@@ -63,4 +65,28 @@ def sync_votes_flow(config: str | dict | BuildConfig | None = None, workdir: str
     counts = {k: v for k, v in vars(summary).items() if isinstance(v, int)}
     counts["votes in manifest"] = len(read_manifest(root, "votes"))
     publish("ferv-sync", "Vote sync", counts)
+    return counts
+
+
+@task
+def cycle(workdir: str, cfg: BuildConfig, ls_data_dir: str | None, local_root: str | None):
+    client = connect(cfg.labelstudio, data_dir=ls_data_dir)
+    return run_cycle(workdir, cfg, client, progress=log_progress(get_run_logger()), local_root=local_root)
+
+
+@flow(name="annotation-cycle")
+def annotation_cycle_flow(config: str | dict | BuildConfig | None = None, workdir: str | None = None,
+                          ls_data_dir: str | None = None, local_root: str | None = None) -> dict:
+    """One turn of the trusted-labelling loop (``annotation.cycle``); idempotent, safe to kill and re-run."""
+    cfg = resolve_config(config, workdir)
+    root = workdir_of(cfg)
+    c = cycle(str(root), cfg, ls_data_dir, local_root)
+    counts = {"votes new": c.sync.new, "votes updated": c.sync.updated, "votes deleted": c.sync.deleted,
+              "copies re-pushed": c.requeued, "clips to expert review": c.review,
+              "clips given one more annotator": c.extra, "intents for new clips": c.new_clips,
+              "tasks pushed": c.push.created, "labels": c.labels}
+    publish("ferv-annotation-cycle", "Annotation cycle", counts,
+            {"Copies by verdict": [{"verdict": k, "copies": v} for k, v in sorted(c.verdicts.items())],
+             "Seconds per step": [{"step": k, "seconds": round(v, 2)} for k, v in c.seconds.items()],
+             **({"Notes": [{"note": n} for n in c.notes]} if c.notes else {})})
     return counts

@@ -179,18 +179,24 @@ class AnnotationConfig(_Model):
     flag_gold_accuracy_below: float = Field(0.6, ge=0, le=1)
     seed: int = 0
     min_gold_per_group: int = Field(1, ge=0)  # every group gets at least this many gold clips to judge by
-    min_agreement: float = Field(0.5, ge=0, le=1)  # winning share below this (or a tie) asks for more annotators
+    # a clip whose counted crowd votes have no clear winner (aggregate.min_agreement) gets one more annotator
+    # at a time, up to this many crowd annotators in all
+    max_annotators_per_clip: int = Field(5, ge=1)
 
     @model_validator(mode="after")
     def _gold_rates(self) -> "AnnotationConfig":
         if self.improper_gold_rate > self.accept_gold_rate:
             raise ValueError("annotation.improper_gold_rate must not exceed annotation.accept_gold_rate")
+        if self.max_annotators_per_clip < self.annotators_per_clip:
+            raise ValueError("annotation.max_annotators_per_clip must be at least annotation.annotators_per_clip")
         return self
 
 
 class AggregateConfig(_Model):
     method: Literal["majority", "dawid_skene"] = "majority"
-    min_agreement: float = Field(0.5, ge=0, le=1)  # share of votes the winning label needs (majority)
+    # share of votes the winning label needs (majority); below it (or a tie) the clip is ambiguous and the
+    # annotation cycle gives it one more annotator
+    min_agreement: float = Field(0.5, ge=0, le=1)
     min_votes: int = Field(2, ge=1)
     seed_with_gold: bool = True  # Dawid-Skene: fix gold clips to their gold label while estimating annotators
     min_posterior: float = Field(0.5, ge=0, le=1)  # Dawid-Skene: posterior probability the winning label needs

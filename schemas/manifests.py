@@ -52,6 +52,7 @@ MANIFESTS: dict[str, type] = {
     "tracks": records.TrackRow,
     "clips": records.ClipRecord,
     "rejects": records.RejectRecord,
+    "plan": records.PlanRecord,
     "tasks": records.TaskRecord,
     "votes": records.VoteRecord,
     "gold": records.GoldRecord,

@@ -114,11 +114,29 @@ class TaskRecord:
     clip_id: str
     project_id: int
     task_id: int
-    project_role: str  # copy | review | gold
-    copy_index: int  # 0..N-1 for crowd copies, -1 for review
+    project_role: str  # copy | redo | extra (crowd) | review | gold (experts)
+    copy_index: int  # 0..N-1 for crowd copies, -1 for review and gold
     group_id: str
     is_gold: bool
     pushed_at: datetime
+    attempt: int = 0  # 0 for a group copy's first push, k for its k-th re-push to another annotator
+
+
+@dataclass
+class PlanRecord:
+    """One task ferv intends to have in Label Studio (``plan.parquet``), written before it is pushed, so
+    that a push killed midway is completed, never repeated. ``task_key`` (also in the task's ``meta``)
+    finds it there."""
+
+    task_key: str
+    clip_id: str
+    project_role: str  # copy | redo | extra | review | gold
+    group_id: str
+    copy_index: int
+    attempt: int
+    position: int  # order within its group copy (the order tasks are imported in)
+    is_gold: bool
+    planned_at: datetime
 
 
 @dataclass
@@ -142,6 +160,8 @@ class VoteRecord:
     group_id: str | None = None
     copy_index: int | None = None
     is_gold: bool = False
+    attempt: int = 0
+    server: str = ""  # the Label Studio instance (URL and organisation): with project_id and annotation_id, the key
 
 
 @dataclass

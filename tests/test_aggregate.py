@@ -137,14 +137,6 @@ def test_expert_decision_overrides_the_crowd_and_gold_wins_over_all():
         assert (out["method"] == method).all()
 
 
-def test_gold_defaults_to_expert_votes_on_gold_clips():
-    votes = _votes([("g", "w1", "Sad"), ("g", "w2", "Sad"), ("g", "boss", "Angry", "expert"),
-                    ("n", "w1", "Sad"), ("n", "w2", "Sad")]).assign(is_gold=[True, True, True, False, False])
-    out = label_clips(votes, AggregateConfig(), "majority").set_index("clip_id")
-    assert out.loc["g", ["label", "status"]].tolist() == ["Angry", "gold"]
-    assert out.loc["n", ["label", "status"]].tolist() == ["Sad", "accepted"]
-
-
 # -- the work-directory stage -----------------------------------------------------------------------------
 
 

@@ -5,17 +5,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from annotation.aggregate import label_clips, majority, unclear_clips
+from annotation.gold import gold_labels
 from annotation.trust import (
-    ACCEPT, IMPROPER, PENDING, UNACCEPTABLE, accepted_votes, apply_expert_review, current_votes,
-    enforce_caps, judge_copies, majority_labels, needs_more_annotators, plan_groups, requeue, review_queue,
-    trusted_labels,
+    ACCEPT, IMPROPER, PENDING, UNACCEPTABLE, counted_votes, current_votes, enforce_caps, expert_decisions,
+    judge_copies, plan_groups, requeue, review_queue, trust_state,
 )
-from schemas.config import AnnotationConfig
-from schemas.manifests import read_manifest
-from schemas.taxonomy import TAXONOMY
-from tests.trust_support import LABELS, frame, gold_frame, label_copy, truth_labels, vote, wrong
+from schemas.config import AnnotationConfig, BuildConfig
+from schemas.manifests import to_table
+from schemas.records import TaskRecord
+from tests.trust_support import LABELS, T0, frame, gold_frame, label_copy, truth_labels, vote, wrong
 
 CFG = AnnotationConfig()  # groups of 100, 5% gold, 3 copies, 80% / 40% gold rates
+BUILD = BuildConfig(annotation=CFG)
 CLIPS = pd.DataFrame({"clip_id": [f"clip-{i:03d}" for i in range(100)], "scene": "War"})
 TRUTH = truth_labels(CLIPS["clip_id"], seed=1)
 GOLD_TRUTH = truth_labels([f"gold-{i:02d}" for i in range(30)], seed=2)
@@ -41,7 +43,15 @@ def random_on_gold(seed: int):
 
 @pytest.fixture(scope="module")
 def plan():
-    return plan_groups(CLIPS, GOLD, CFG)
+    return plan_groups(CLIPS, GOLD, CFG).assign(attempt=0)
+
+
+def _labels(votes: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
+    """The labels of non-gold clips, through the one label path (verdicts with the plan, counted votes)."""
+    cur = current_votes(votes)
+    counted = counted_votes(cur, judge_copies(cur, GOLD, CFG, plan), BUILD)
+    labels = label_clips(counted, BUILD.aggregate, "majority", gold_labels(GOLD))
+    return labels[labels["status"] != "gold"].reset_index(drop=True)
 
 
 # -- planning ---------------------------------------------------------------------------------------------
@@ -61,7 +71,7 @@ def test_plan_mixes_five_percent_gold_into_three_shuffled_copies(plan):
 
 def test_plan_is_deterministic_and_incremental(plan):
     shuffled = CLIPS.sample(frac=1, random_state=3)
-    pd.testing.assert_frame_equal(plan_groups(shuffled, GOLD, CFG), plan)
+    pd.testing.assert_frame_equal(plan_groups(shuffled, GOLD, CFG), plan.drop(columns="attempt"))
     other_seed = plan_groups(CLIPS, GOLD, CFG.model_copy(update={"seed": 1}))
     assert other_seed["group_id"].tolist() != [] and not other_seed["clip_id"].equals(plan["clip_id"])
 
@@ -75,7 +85,7 @@ def test_plan_is_deterministic_and_incremental(plan):
 
 
 def test_plan_needs_gold_unless_switched_off():
-    with pytest.raises(ValueError, match="gold.parquet"):
+    with pytest.raises(ValueError, match="ferv annotate gold"):
         plan_groups(CLIPS, gold_frame({}), CFG)
     no_gold = plan_groups(CLIPS, gold_frame({}), CFG.model_copy(update={"gold_fraction": 0, "min_gold_per_group": 0}))
     assert len(no_gold) == 300 and not no_gold["is_gold"].any()
@@ -95,6 +105,16 @@ def test_current_votes_keeps_latest_version_and_drops_deleted_and_cancelled():
     cur = current_votes(frame(rows))
     assert cur[["annotation_id", "label"]].values.tolist() == [[1, "Sad"]]
     pd.testing.assert_frame_equal(current_votes(cur), cur)
+
+
+def test_votes_are_keyed_by_server_project_and_annotation():
+    """A re-created Label Studio (or another project) restarts annotation ids: same id, different vote."""
+    rows = [vote("a", "ann1", "Happy", annotation_id=1), vote("b", "ann2", "Sad", annotation_id=1),
+            vote("c", "ann3", "Fear", annotation_id=1), vote("c", "ann3", "Angry", annotation_id=1, synced_s=5)]
+    rows[1].server = "http://new-server:8080"  # same project and id on another server
+    rows[2].project_id = rows[3].project_id = 2  # same id in another project, edited later
+    cur = current_votes(frame(rows))
+    assert sorted(zip(cur["clip_id"], cur["label"])) == [("a", "Happy"), ("b", "Sad"), ("c", "Angry")]
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +140,9 @@ def test_random_copy_is_unacceptable_and_requeued_good_accepted_mediocre_imprope
     again = requeue(verdicts.reset_index())
     assert again.to_dict("records") == [{"group_id": group, "copy_index": 2, "rejected": "random"}]
 
-    kept = accepted_votes(votes, verdicts.reset_index(), GOLD)
-    assert set(kept["annotator"]) == {"good", "mediocre"} and len(kept) == 200  # gold and random discarded
+    kept = counted_votes(current_votes(votes), verdicts.reset_index(), BUILD)
+    kept = kept[~kept["clip_id"].isin(GOLD["clip_id"])]
+    assert set(kept["annotator"]) == {"good", "mediocre"} and len(kept) == 200  # random discarded
     assert review_queue(plan, verdicts.reset_index()).empty  # copy 2 still owed
 
 
@@ -131,13 +152,37 @@ def test_redone_copy_leaves_the_queue_and_the_group_goes_to_review(plan, three_c
     votes = pd.concat([votes, redo], ignore_index=True)
     verdicts = judge_copies(votes, GOLD, CFG, plan)
     assert requeue(verdicts).empty
-    queue = review_queue(plan, verdicts, crowd_labels=majority_labels(accepted_votes(votes, verdicts, GOLD)))
+    queue = review_queue(plan, verdicts, crowd_labels=_labels(votes, plan))
     assert len(queue) == 100 and set(queue["group_verdict"]) == {IMPROPER}  # worst kept copy: mediocre
     assert (queue["crowd_label"] == queue["clip_id"].map(TRUTH)).all()
 
-    labels = trusted_labels(votes, GOLD, CFG, plan)
+    labels = _labels(votes, plan)
     assert len(labels) == 100 and (labels["label"] == labels["clip_id"].map(TRUTH)).all()
     assert set(labels["n_votes"]) == {3}  # good, mediocre, replacement: random's votes are gone
+
+
+def test_a_slot_is_pushed_again_once_per_attempt_and_never_counts_its_rejected_annotator(plan, three_copies):
+    group, votes = three_copies
+    cur = current_votes(votes)
+    assert requeue(judge_copies(cur, GOLD, CFG, plan), plan).to_dict("records") == [
+        {"group_id": group, "copy_index": 2, "attempt": 1, "rejected": "random"}]
+    redo = plan[plan["copy_index"] == 2].assign(attempt=1)
+    plan2 = pd.concat([plan, redo], ignore_index=True)
+    assert requeue(judge_copies(cur, GOLD, CFG, plan2), plan2).empty  # pushed, nobody started it yet
+
+    # the rejected annotator takes the re-pushed copy and answers well: still not counted, pushed again
+    again = pd.concat([votes, frame(label_copy(plan2, group, 2, "random", good, t0_s=500, attempt=1))])
+    verdicts = judge_copies(current_votes(again), GOLD, CFG, plan2)
+    assert verdicts.set_index(["annotator", "attempt"])["verdict"].to_dict() == {
+        ("good", 0): ACCEPT, ("mediocre", 0): IMPROPER, ("random", 0): UNACCEPTABLE, ("random", 1): UNACCEPTABLE}
+    assert requeue(verdicts, plan2)["attempt"].tolist() == [2]
+    assert review_queue(plan2, verdicts).empty
+
+    # another annotator does it: kept, nothing to push again, and the group goes to review
+    done = pd.concat([votes, frame(label_copy(plan2, group, 2, "other", good, t0_s=900, attempt=1))])
+    verdicts = judge_copies(current_votes(done), GOLD, CFG, plan2)
+    assert verdicts.set_index(["annotator", "attempt"]).loc[("other", 1), "gold_planned"] == 5
+    assert requeue(verdicts, plan2).empty and len(review_queue(plan2, verdicts)) == 100
 
 
 def test_gold_rate_boundaries_and_pending(plan):
@@ -175,32 +220,38 @@ def test_caps_keep_earliest_distinct_annotators_per_clip_of_a_group():
         ("ann0", "over_cap"), ("ann1", "over_cap"), ("ann4", "repeat_annotator")]
 
 
-def test_majority_and_clips_needing_more_annotators():
+def test_clips_without_a_clear_majority_get_more_annotators_up_to_the_cap():
     votes = frame([vote(c, f"a{i}", l) for c, ls in
                    {"p": ["Happy", "Happy", "Sad"], "q": ["Happy", "Sad", "Fear"], "r": ["Sad", "Sad", "Fear", "Fear"],
-                    "s": ["Angry"] * 3}.items() for i, l in enumerate(ls)])
-    m = majority_labels(votes).set_index("clip_id")
-    assert m["label"].to_dict() == {"p": "Happy", "q": "Fear", "r": "Fear", "s": "Angry"}
-    assert m["agreement"].round(3).to_dict() == {"p": 0.667, "q": 0.333, "r": 0.5, "s": 1.0}
-    assert m["tie"].to_dict() == {"p": False, "q": True, "r": True, "s": False}
-    assert needs_more_annotators(votes, 0.5)["clip_id"].tolist() == ["q", "r"]
-    assert needs_more_annotators(votes, 0.7)["clip_id"].tolist() == ["p", "q", "r"]
+                    "s": ["Angry"] * 3, "t": ["Sad", "Fear"], "u": ["Sad", "Sad", "Fear", "Fear", "Happy"]}.items()
+                   for i, l in enumerate(ls)])
+    m = majority(votes, 0.5, 1).set_index("clip_id")
+    assert m["status"].to_dict() == {"p": "accepted", "q": "ambiguous", "r": "ambiguous", "s": "accepted",
+                                     "t": "ambiguous", "u": "ambiguous"}
+    # t still owes its third copy; u has reached annotation.max_annotators_per_clip (5)
+    assert unclear_clips(votes, BUILD)["clip_id"].tolist() == ["q", "r"]
+    strict = BuildConfig(annotation=CFG, aggregate={"min_agreement": 0.7})
+    assert unclear_clips(votes, strict)["clip_id"].tolist() == ["p", "q", "r"]
+    assert unclear_clips(votes, BuildConfig(annotation={"max_annotators_per_clip": 3}))["clip_id"].tolist() == []
+    decided = pd.concat([votes, frame([vote("q", "boss", "Fear", role="expert")])], ignore_index=True)
+    assert unclear_clips(decided, BUILD)["clip_id"].tolist() == ["r"]  # an expert settled q
 
 
 def test_expert_decision_is_final():
-    crowd = pd.DataFrame({"clip_id": ["a", "b", "c"], "label": ["Happy", "Sad", "Fear"], "n_votes": 3})
-    experts = frame([
+    votes = current_votes(frame([
+        vote("a", "crowd1", "Happy"), vote("a", "crowd2", "Happy"), vote("a", "crowd3", "Happy"),
         vote("a", "exp1", "Neutral", role="expert", at_s=1),
         vote("a", "exp2", "Angry", role="expert", at_s=5),  # the latest decision on a clip wins
         vote("b", "exp1", "Sad", role="expert", at_s=1),
         vote("c", "exp1", "Happy", role="expert", at_s=1, deleted=True),  # withdrawn
-        vote("c", "crowdie", "Happy", at_s=2),  # not an expert
-    ])
-    out = apply_expert_review(crowd, experts).set_index("clip_id")
+        vote("c", "crowdie", "Fear", at_s=2), vote("c", "crowdie2", "Fear", at_s=2),
+    ]))
+    assert expert_decisions(votes)[["clip_id", "expert_label", "expert"]].values.tolist() == [
+        ["a", "Angry", "exp2"], ["b", "Sad", "exp1"]]
+    out = label_clips(votes, BUILD.aggregate, "majority").set_index("clip_id")
     assert out["label"].to_dict() == {"a": "Angry", "b": "Sad", "c": "Fear"}
     assert out["source"].to_dict() == {"a": "expert", "b": "expert", "c": "crowd"}
-    assert out["overridden"].to_dict() == {"a": True, "b": False, "c": False}
-    assert out.loc["a", "expert"] == "exp2" and out.loc["a", "crowd_label"] == "Happy"
+    assert out.loc["a", "crowd_label"] == "Happy"
 
 
 def test_review_queue_skips_clips_an_expert_decided(plan):
@@ -208,7 +259,7 @@ def test_review_queue_skips_clips_an_expert_decided(plan):
     votes = frame(sum((label_copy(plan, group, c, f"ann{c}", good) for c in range(3)), []))
     verdicts = judge_copies(votes, GOLD, CFG, plan)
     decided = frame([vote("clip-000", "exp", "Sad", role="expert")])
-    queue = review_queue(plan, verdicts, expert_votes=decided)
+    queue = review_queue(plan, verdicts, votes=decided)
     assert len(queue) == 99 and "clip-000" not in set(queue["clip_id"]) and set(queue["group_verdict"]) == {ACCEPT}
 
 
@@ -238,64 +289,30 @@ def test_gold_table_is_validated_and_built_from_expert_votes_on_the_gold_project
     pd.testing.assert_frame_equal(read_gold(tmp_path), gold)
 
 
-# -- against a real Label Studio ----------------------------------------------------------------------------
+def test_a_clip_without_a_clear_majority_gets_one_more_annotator_at_a_time_up_to_the_cap():
+    from annotation.cycle import extra_intents
+    from annotation.push import intent_rows
 
-
-@pytest.mark.labelstudio
-def test_trusted_process_on_label_studio(labelstudio, tmp_path):
-    """Push a group with gold to 3 copy projects; two annotators are right, one answers at random; sync:
-    the random copy is Unacceptable and re-queued, the others Accepted; a replacement redoes it; the group
-    goes to expert review, and the expert's override wins in the synced result."""
-    from annotation.gold import write_gold
-    from annotation.push import push_review, push_tasks
-    from annotation.simulate import SimulatedAnnotator, choice_result, simulate
-    from annotation.sync import sync_votes
-    from annotation.users import ensure_user
-    from tests.labelstudio_support import make_workdir
-
-    ids = make_workdir(tmp_path, 24)
-    truth = truth_labels(ids, seed=5)
-    gold = gold_frame({c: truth[c] for c in ids[:4]})
-    write_gold(tmp_path, gold)  # push mixes these into the group
-    cfg = labelstudio.config(group_size=20, min_gold_per_group=4)
-    client = labelstudio.client
-    push_tasks(tmp_path, cfg, client, local_root=labelstudio.clips_root)
-    tasks = read_manifest(tmp_path, "tasks")
-    assert len(tasks) == 3 * 24 and tasks.groupby("copy_index")["is_gold"].sum().tolist() == [4, 4, 4]
-    by_copy = [dict(zip(g["clip_id"], g["task_id"])) for _, g in tasks.groupby("copy_index")]
-
-    sims = simulate(client, by_copy, truth, accuracies=[1.0, 1.0, 1 / 8], seed=3, prefix="trust")
-    rand_user, rand_posted = sims[2][0].user, sims[2][1]
-    rand_rate = np.mean([TAXONOMY.descriptor_to_expression()[rand_posted[c][1]] == truth[c] for c in ids[:4]])
-    assert rand_rate < 0.4  # ground truth of the random answers with this seed
-    sync_votes(tmp_path, cfg, client)
-    plan = read_manifest(tmp_path, "tasks")
-    verdicts = judge_copies(read_manifest(tmp_path, "votes"), gold, cfg.annotation, plan)
-    assert verdicts.set_index("annotator")["verdict"].to_dict() == {
-        sims[0][0].user.email: ACCEPT, sims[1][0].user.email: ACCEPT, rand_user.email: UNACCEPTABLE}
+    cfg = BuildConfig(annotation={"gold_fraction": 0, "min_gold_per_group": 0, "max_annotators_per_clip": 5})
+    clips = pd.DataFrame({"clip_id": ["p", "q"]})
+    plan = intent_rows(plan_groups(clips, gold_frame({}), cfg.annotation), "copy")
     group = plan["group_id"].iloc[0]
-    assert requeue(verdicts).to_dict("records") == [{"group_id": group, "copy_index": 2, "rejected": rand_user.email}]
-    assert review_queue(plan, verdicts).empty
+    rows = [vote("p", f"a{i}", "Happy", group_id=group, copy_index=i) for i in range(3)]
+    rows += [vote("q", f"a{i}", label, group_id=group, copy_index=i) for i, label in enumerate(["Happy", "Sad", "Fear"])]
 
-    redo = SimulatedAnnotator(ensure_user(client, "trust-redo@ferv.local", "crowd"), 1.0)
-    redo.label(client, by_copy[2], truth)
-    sync_votes(tmp_path, cfg, client)
-    votes = read_manifest(tmp_path, "votes")
-    verdicts = judge_copies(votes, gold, cfg.annotation, plan)
-    assert requeue(verdicts).empty
-    queue = review_queue(plan, verdicts)
-    assert sorted(queue["clip_id"]) == ids[4:]
+    def extra(rows, plan):
+        state = trust_state(frame(rows), plan.iloc[:0].assign(task_id=0), gold_frame({}), cfg, intents=plan)
+        return extra_intents(state, plan, clips, cfg)
 
-    push_review(tmp_path, cfg, client, queue["clip_id"].tolist(), local_root=labelstudio.clips_root)
-    review = read_manifest(tmp_path, "tasks").query("project_role == 'review'").set_index("clip_id")["task_id"]
-    target = ids[4]
-    override = next(e for e in TAXONOMY.expressions if e.name != truth[target])
-    expert = ensure_user(client, "trust-expert@ferv.local", "expert")
-    client.sdk.annotations.create(int(review[target]), result=choice_result(override.descriptors[0]),
-                                  completed_by=expert.id, lead_time=3.0)
-    sync_votes(tmp_path, cfg, client)
-    labels = trusted_labels(read_manifest(tmp_path, "votes"), gold, cfg.annotation, plan).set_index("clip_id")
-    assert labels.loc[target, ["label", "crowd_label", "source", "expert"]].tolist() == [
-        override.name, truth[target], "expert", expert.email]
-    rest = labels.drop(index=target)
-    assert (rest["label"] == rest.index.map(truth)).all() and set(rest["n_votes"]) == {3}
+    first = extra(rows, plan)
+    assert first[["clip_id", "project_role", "copy_index", "attempt"]].values.tolist() == [["q", "extra", 0, 0]]
+    assert first["group_id"].iloc[0].startswith("ext3-")
+    plan = pd.concat([plan, first], ignore_index=True)
+    assert extra(rows, plan).empty  # asked once for its third annotator's tie
+
+    rows.append(vote("q", "d", "Neutral", group_id=first["group_id"].iloc[0], copy_index=0))  # still a tie
+    second = extra(rows, plan)
+    assert second["clip_id"].tolist() == ["q"] and second["group_id"].iloc[0].startswith("ext4-")
+    plan = pd.concat([plan, second], ignore_index=True)
+    rows.append(vote("q", "e", "Surprise", group_id=second["group_id"].iloc[0], copy_index=0))
+    assert extra(rows, plan).empty  # 5 annotators: the cap
