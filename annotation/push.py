@@ -29,7 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from annotation.client import LSClient
-from annotation.labeling_config import instructions, labeling_config
+from annotation.crop_loops import write_loops
+from annotation.labeling_config import crowd_votes, project_settings, screen_data
 from pipeline.progress import ProgressFn, no_progress
 from schemas.config import BuildConfig, LabelStudioConfig
 from schemas.manifests import append_manifest, read_manifest
@@ -51,13 +52,13 @@ def copy_title(cfg: LabelStudioConfig, copy_index: int) -> str:
     return f"{cfg.project_title} review" if copy_index == REVIEW_COPY else f"{cfg.project_title} copy {copy_index + 1}"
 
 
-def provision_project(client: LSClient, title: str, maximum_annotations: int = 1) -> int:
+def provision_project(client: LSClient, title: str, maximum_annotations: int = 1, review: bool = False) -> int:
     """Create the project ``title`` or update the existing one (label config, instructions); return its id."""
-    settings = {"label_config": labeling_config(), "expert_instruction": instructions(), "show_instruction": True,
-                "show_skip_button": True, "maximum_annotations": maximum_annotations,
-                "sampling": "Sequential sampling"}
     found = [p for p in client.call("list projects", lambda: list(client.sdk.projects.list(title=title)))
              if p.title == title]
+    settings = {**project_settings(review, started=any(p.total_annotations_number for p in found)),
+                "show_skip_button": True, "maximum_annotations": maximum_annotations,
+                "sampling": "Sequential sampling"}
     if found:
         pid = min(p.id for p in found)
         client.call(f"update project {title!r}", client.sdk.projects.update, pid, **settings)
@@ -100,7 +101,8 @@ def task_payload(clip: pd.Series, row: pd.Series, cfg: LabelStudioConfig, workdi
            "is_gold": bool(row["is_gold"])}
     data = {"clip_id": clip["clip_id"], "scene": clip["scene"], "scenario": clip["scenario"], "scene_display": scene,
             "scene_video": media_url(cfg, workdir, clip["scene_path"], local_root),
-            "crop_video": media_url(cfg, workdir, clip["crop_path"], local_root)}
+            "crop_video": media_url(cfg, workdir, clip["crop_path"], local_root),
+            **screen_data(clip, lambda path: media_url(cfg, workdir, path, local_root))}
     return {"data": data, "meta": key}
 
 
@@ -169,6 +171,7 @@ def push_tasks(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress
         summary.existing += len(mine) - len(todo)
         for start in range(0, len(todo), ls.batch_size):
             batch = todo.iloc[start:start + ls.batch_size]
+            write_loops(workdir, clips.loc[batch["clip_id"]])
             payloads = [task_payload(clips.loc[r["clip_id"]], r, ls, workdir, local_root) for _, r in batch.iterrows()]
             ids = import_tasks(client, pid, payloads, ls.batch_size)
             now = datetime.now(UTC)
@@ -195,12 +198,18 @@ def push_review(workdir: str | Path, cfg: BuildConfig, client: LSClient, clip_id
     ls = cfg.labelstudio
     clips = read_manifest(workdir, "clips").set_index("clip_id", drop=False)
     title = copy_title(ls, REVIEW_COPY)
-    pid = provision_project(client, title)
+    pid = provision_project(client, title, review=True)
     ensure_storage(client, pid, ls, workdir)
     in_ls = client.task_keys(pid)
     todo = [c for c in dict.fromkeys(clip_ids) if (c, "review") not in in_ls and c in clips.index]
     rows = pd.DataFrame({"clip_id": todo, "group_id": "review", "copy_index": REVIEW_COPY, "is_gold": False})
+    write_loops(workdir, clips.loc[todo])
+    from annotation.trust import current_votes
+
+    votes = crowd_votes(current_votes(read_manifest(workdir, "votes")))
     payloads = [task_payload(clips.loc[r["clip_id"]], r, ls, workdir, local_root) for _, r in rows.iterrows()]
+    for payload in payloads:
+        payload["data"]["crowd_votes"] = votes.get(payload["data"]["clip_id"], "no crowd votes yet")
     ids = import_tasks(client, pid, payloads, ls.batch_size, progress, title)
     now = datetime.now(UTC)
     if ids:
