@@ -2,8 +2,10 @@
 
 A task shows its scene name and, side by side at 1366x768 next to Label Studio's side panel, the scene
 clip with the target face marked, the face-crop clip (the two ``<Video>`` players synced and stepping at
-the clip's own frame rate, ``$fps``) and the face crop as a looping animated image that plays by itself
-(Label Studio 1.23's ``<Video>`` neither autoplays nor loops; see ``annotation/crop_loops.py``). The
+the clip's own frame rate, ``$fps``) and the face-crop clip once more, playing by itself in a loop, muted.
+Label Studio 1.23's ``<Video>`` draws into a canvas and neither autoplays nor loops, and its ``<Image>``
+draws an animated image's first frame only (checked in the browser); a plain HTML ``<video autoplay loop
+muted>`` shown by ``<HyperText inline>`` does both, from the same crop file. The
 annotator picks one of FERV39k's descriptor words (grouped under their expression, each group headed by the
 expression's one-line definition) or PASS; every choice has a hotkey. Sync maps the descriptor back to
 its expression. The expert review variant also shows the crowd's votes for the clip (``$crowd_votes``).
@@ -14,7 +16,6 @@ has an annotation); after that they open on demand (the "Instructions" button ab
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from html import escape as html_escape
 from xml.sax.saxutils import quoteattr
 
@@ -63,8 +64,7 @@ def labeling_config(taxonomy: Taxonomy = TAXONOMY, review: bool = False) -> str:
         f'height="{SCENE_HEIGHT}" muted="true"/></View>'
         f'<View {cell.format(1)}><Video name="crop" value="$crop_video" sync="scene" frameRate="$fps" '
         f'height="{CROP_SIZE}" muted="true"/></View>'
-        f'<View style="flex:0 0 {CROP_SIZE}px"><Image name="crop_loop" value="$crop_loop" width="{CROP_SIZE}px" '
-        'zoomControl="false" rotateControl="false" brightnessControl="false" contrastControl="false"/></View>'
+        f'<View style="flex:0 0 {CROP_SIZE}px"><HyperText name="crop_loop" value="$crop_loop" inline="true"/></View>'
         '</View>'
         + votes +
         f'<Choices name="{CHOICES_NAME}" toName="crop" choice="single-radio" required="true" showInline="false">'
@@ -81,12 +81,11 @@ def project_settings(review: bool = False, started: bool = False) -> dict:
             "show_instruction": not started}
 
 
-def screen_data(clip: pd.Series, url: Callable[[str], str]) -> dict:
-    """Task data the screen needs beyond the clip files: the frame rate and the looping crop's URL
-    (``url`` maps a path relative to the work directory to the URL Label Studio shows)."""
-    from annotation.crop_loops import loop_path
-
-    return {"fps": float(clip["fps"]), "crop_loop": url(loop_path(clip["clip_id"]))}
+def screen_data(clip: pd.Series, crop_url: str) -> dict:
+    """Task data the screen needs beyond the clip URLs: the frame rate and the looping crop's HTML."""
+    return {"fps": float(clip["fps"]),
+            "crop_loop": f'<video src={quoteattr(crop_url)} width="{CROP_SIZE}" height="{CROP_SIZE}" '
+                         'autoplay loop muted playsinline></video>'}
 
 
 def crowd_votes(votes: pd.DataFrame, taxonomy: Taxonomy = TAXONOMY) -> dict[str, str]:

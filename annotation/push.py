@@ -29,7 +29,6 @@ from pathlib import Path
 import pandas as pd
 
 from annotation.client import LSClient
-from annotation.crop_loops import write_loops
 from annotation.labeling_config import crowd_votes, project_settings, screen_data
 from pipeline.progress import ProgressFn, no_progress
 from schemas.config import BuildConfig, LabelStudioConfig
@@ -101,8 +100,8 @@ def task_payload(clip: pd.Series, row: pd.Series, cfg: LabelStudioConfig, workdi
            "is_gold": bool(row["is_gold"])}
     data = {"clip_id": clip["clip_id"], "scene": clip["scene"], "scenario": clip["scenario"], "scene_display": scene,
             "scene_video": media_url(cfg, workdir, clip["scene_path"], local_root),
-            "crop_video": media_url(cfg, workdir, clip["crop_path"], local_root),
-            **screen_data(clip, lambda path: media_url(cfg, workdir, path, local_root))}
+            "crop_video": media_url(cfg, workdir, clip["crop_path"], local_root)}
+    data.update(screen_data(clip, data["crop_video"]))
     return {"data": data, "meta": key}
 
 
@@ -171,7 +170,6 @@ def push_tasks(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress
         summary.existing += len(mine) - len(todo)
         for start in range(0, len(todo), ls.batch_size):
             batch = todo.iloc[start:start + ls.batch_size]
-            write_loops(workdir, clips.loc[batch["clip_id"]])
             payloads = [task_payload(clips.loc[r["clip_id"]], r, ls, workdir, local_root) for _, r in batch.iterrows()]
             ids = import_tasks(client, pid, payloads, ls.batch_size)
             now = datetime.now(UTC)
@@ -203,7 +201,6 @@ def push_review(workdir: str | Path, cfg: BuildConfig, client: LSClient, clip_id
     in_ls = client.task_keys(pid)
     todo = [c for c in dict.fromkeys(clip_ids) if (c, "review") not in in_ls and c in clips.index]
     rows = pd.DataFrame({"clip_id": todo, "group_id": "review", "copy_index": REVIEW_COPY, "is_gold": False})
-    write_loops(workdir, clips.loc[todo])
     from annotation.trust import current_votes
 
     votes = crowd_votes(current_votes(read_manifest(workdir, "votes")))
