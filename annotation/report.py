@@ -281,7 +281,8 @@ def artifact_markdown(report: QCReport, plots: dict[str, Plot] | None = None) ->
              f"expert-reviewed {done['reviewed']}.",
              "Group copies: " + ", ".join(f"{v} {n}" for v, n in verdicts.items()) + ".",
              f"Flagged annotators: {', '.join(report.flagged) or 'none'}.",
-             f"Copies to assign again: {len(report.requeue)}; clips without a clear majority: {len(report.needs_more)}.",
+             f"Copies to assign again: {len(report.requeue)}; "
+             f"clips without a clear majority: {len(report.needs_more)}.",
              ""]
     for plot in plots.values():
         lines += [f"## {plot.title}", "", f"![{plot.title}]({plot.data_uri()})", ""]
