@@ -60,7 +60,7 @@ def labeling_config(taxonomy: Taxonomy = TAXONOMY, review: bool = False) -> str:
         '<View>'
         '<Header value="$scene_display"/>'
         '<View style="display:flex;gap:12px;align-items:flex-start">'
-        f'<View {cell.format(1.4)}><Video name="scene" value="$scene_video" sync="crop" frameRate="$fps" '
+        f'<View {cell.format(1.3)}><Video name="scene" value="$scene_video" sync="crop" frameRate="$fps" '
         f'height="{SCENE_HEIGHT}" muted="true"/></View>'
         f'<View {cell.format(1)}><Video name="crop" value="$crop_video" sync="scene" frameRate="$fps" '
         f'height="{CROP_SIZE}" muted="true"/></View>'

@@ -1,13 +1,15 @@
 """The labelling screen's pace: Ctrl+Enter to the next task's clips ready to watch (printed, one run).
 
-    .venv/bin/python bench/labelling_screen.py [--tasks 5000] [--measure 30] [--screenshot PATH]
+    .venv/bin/python bench/labelling_screen.py [--tasks 5000] [--measure 30] [--timeout 120] [--screenshot PATH]
 
 Starts its own Label Studio (temporary data directory, free port), pushes two copy projects of real
 clips (640x360 scene, 224x224 crop, 25 fps; 40 distinct clip files shared by the tasks): a small one
 (``--measure`` + 5 tasks) and a large one (``--tasks``), and labels ``--measure`` tasks of each in
 Chromium at 1366x768 as an annotator does (hotkey, Ctrl+Enter). The figure per task is the time from
 Ctrl+Enter to the next task's three videos (scene, crop, looping crop) having ``readyState >= 3``; the
-medians are printed with their ratio. A screenshot of the labelling screen (large project, clips ready)
+medians are printed with their ratio, and the server time of the label stream's two calls (the annotation
+POST and the queue's ``/next``) to show what bounds them; a task not ready within ``--timeout`` stops that
+project's run. A screenshot of the labelling screen (large project, clips ready)
 is written and its path printed. Needs Debian's chromium at /usr/bin/chromium.
 """
 
@@ -65,14 +67,31 @@ def make_workdir(workdir: Path, files: Path, n: int) -> None:
                  num_frames=FRAMES, fps=float(FPS)) for i in range(n)])
 
 
-def label_stream_times(page, url: str, project_id: int, n: int,
-                       screenshot: Path | None) -> tuple[list[float], list[float]]:
-    """Seconds from Ctrl+Enter to the next task shown, and to its clips ready, for ``n`` submitted tasks."""
+def api_times(page, calls: dict[str, list[float]]):
+    """Record the server time (request start to response end, ms) of the label stream's two calls:
+    the annotation POST and the queue's ``/next``."""
+    def record(request) -> None:
+        kind = ("submit" if request.method == "POST" and "/annotations" in request.url
+                else "next" if "/next" in request.url else None)
+        if kind:
+            calls[kind].append(request.timing["responseEnd"] / 1000)
+    page.on("requestfinished", record)
+    return record
+
+
+def label_stream_times(page, url: str, project_id: int, n: int, screenshot: Path | None,
+                       timeout_s: float) -> tuple[float, list[float], list[float]]:
+    """Seconds to open the label stream with clips ready; from Ctrl+Enter to the next task shown, and to
+    its clips ready, for up to ``n`` submitted tasks (stops at the first that takes over ``timeout_s``)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     key = hotkeys()["Worry"]
+    start = time.perf_counter()
     page.goto(f"{url}/projects/{project_id}/data?labeling=1")
-    page.wait_for_selector("text=Worry", timeout=120_000)
+    page.wait_for_selector("text=Worry", timeout=timeout_s * 1000)
     page.keyboard.press("Escape")  # the first-time instructions
-    page.wait_for_function(READY, arg="", timeout=120_000)
+    page.wait_for_function(READY, arg="", timeout=timeout_s * 1000)
+    opened = time.perf_counter() - start
     if screenshot is not None:
         page.wait_for_timeout(500)
         page.screenshot(path=str(screenshot))
@@ -84,11 +103,15 @@ def label_stream_times(page, url: str, project_id: int, n: int,
         page.wait_for_selector("input[name=Worry]:checked", state="attached", timeout=10_000)
         start = time.perf_counter()
         page.keyboard.press("Control+Enter")
-        page.wait_for_function(SHOWN, arg=prev, timeout=120_000, polling=20)
-        shown.append(time.perf_counter() - start)
-        page.wait_for_function(READY, arg=prev, timeout=120_000, polling=20)
+        try:
+            page.wait_for_function(SHOWN, arg=prev, timeout=timeout_s * 1000, polling=20)
+            shown.append(time.perf_counter() - start)
+            page.wait_for_function(READY, arg=prev, timeout=timeout_s * 1000, polling=20)
+        except PlaywrightTimeout:
+            print(f"  project {project_id}: no next task ready within {timeout_s:.0f} s of Ctrl+Enter; stopped")
+            break
         ready.append(time.perf_counter() - start)
-    return shown, ready
+    return opened, shown, ready
 
 
 def main() -> None:
@@ -97,7 +120,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=5000, help="tasks in the large project")
     ap.add_argument("--measure", type=int, default=30, help="tasks labelled and timed per project")
-    ap.add_argument("--screenshot", type=Path, default=Path("labelling_screen.png"))
+    ap.add_argument("--timeout", type=float, default=120, help="seconds to wait for one next task")
+    ap.add_argument("--screenshot", type=Path, default=Path(tempfile.gettempdir()) / "ferv-labelling-screen.png")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="ferv-bench-screen-") as tmp:
         root = Path(tmp)
@@ -131,15 +155,26 @@ def main() -> None:
                     page.wait_for_url(lambda u: "/user/login" not in u, timeout=60_000)
                     for name, pid in projects.items():
                         shot = args.screenshot.resolve() if name == "large" else None
-                        shown, times = label_stream_times(page, srv.url, pid, args.measure, shot)
-                        medians[name] = statistics.median(times)
-                        print(f"{name} project: Ctrl+Enter -> next clips ready over {len(times)} tasks: median "
-                              f"{medians[name]:.3f} s, p90 {np.percentile(times, 90):.3f} s, max {max(times):.3f} s "
-                              f"(next task shown: median {statistics.median(shown):.3f} s)")
+                        calls: dict[str, list[float]] = {"submit": [], "next": []}
+                        recorder = api_times(page, calls)
+                        opened, shown, times = label_stream_times(page, srv.url, pid, args.measure, shot,
+                                                                  args.timeout)
+                        page.remove_listener("requestfinished", recorder)
+                        print(f"{name} project: label stream opened, clips ready: {opened:.1f} s")
+                        if times:
+                            medians[name] = statistics.median(times)
+                            print(f"{name} project: Ctrl+Enter -> next clips ready over {len(times)} tasks: median "
+                                  f"{medians[name]:.3f} s, p90 {np.percentile(times, 90):.3f} s, max {max(times):.3f} s"
+                                  f" (next task shown: median {statistics.median(shown):.3f} s)")
+                        for kind, seconds in calls.items():
+                            if seconds:
+                                print(f"  {kind} API call: median {statistics.median(seconds):.3f} s, "
+                                      f"max {max(seconds):.3f} s over {len(seconds)}")
                 finally:
                     browser.close()
-            print(f"large / small median: {medians['large'] / medians['small']:.2f}x "
-                  f"({args.tasks} vs {args.measure + 5} tasks per project)")
+            if len(medians) == 2:
+                print(f"large / small median: {medians['large'] / medians['small']:.2f}x "
+                      f"({args.tasks} vs {args.measure + 5} tasks per project)")
             print(f"screenshot (1366x768): {args.screenshot.resolve()}")
         finally:
             server.stop(root / "data")
