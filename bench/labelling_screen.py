@@ -8,7 +8,7 @@ clips (640x360 scene, 224x224 crop, 25 fps; 40 distinct clip files shared by the
 Chromium at 1366x768 as an annotator does (hotkey, Ctrl+Enter). The figure per task is the time from
 Ctrl+Enter to the next task's three videos (scene, crop, looping crop) having ``readyState >= 3``; the
 medians are printed with their ratio, and the server time of the label stream's two calls (the annotation
-POST and the queue's ``/next``) to show what bounds them; a task not ready within ``--timeout`` stops that
+POST and the queue's next-task action) to show what bounds them; a task not ready within ``--timeout`` stops that
 project's run. A screenshot of the labelling screen (large project, clips ready)
 is written and its path printed. Needs Debian's chromium at /usr/bin/chromium.
 """
@@ -42,11 +42,13 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FILES, FRAMES, FPS = 40, 40, 25
-READY = ("(prev) => { const v = Array.from(document.querySelectorAll('video')); const loop = "
-         "document.querySelector('video[autoplay]'); return v.length >= 3 && loop && loop.src !== prev "
-         "&& v.every(x => x.readyState >= 3) }")
-LOOP_SRC = "() => document.querySelector('video[autoplay]')?.src ?? ''"
-SHOWN = "(prev) => { const loop = document.querySelector('video[autoplay]'); return loop && loop.src !== prev }"
+# the task on screen (the editor's store), its video elements marked as old before each submit, and the
+# next task's clips ready: three new video elements (scene, crop, looping crop) with readyState >= 3
+TASK_ID = "() => window.Htx?.task?.id ?? null"
+MARK_OLD = "() => document.querySelectorAll('video').forEach(v => { v.dataset.old = '1' })"
+SHOWN = "(prev) => { const id = window.Htx?.task?.id; return id != null && id !== prev }"
+READY = ("() => { const v = Array.from(document.querySelectorAll('video')); "
+         "return v.length >= 3 && v.every(x => !x.dataset.old && x.readyState >= 3) }")
 
 
 def write_clip_files(root: Path) -> None:
@@ -68,11 +70,11 @@ def make_workdir(workdir: Path, files: Path, n: int) -> None:
 
 
 def api_times(page, calls: dict[str, list[float]]):
-    """Record the server time (request start to response end, ms) of the label stream's two calls:
-    the annotation POST and the queue's ``/next``."""
+    """Record the time (request start to response end) of the label stream's two calls: the annotation
+    POST and the queue's next task (``/api/dm/actions?id=next_task``)."""
     def record(request) -> None:
         kind = ("submit" if request.method == "POST" and "/annotations" in request.url
-                else "next" if "/next" in request.url else None)
+                else "next" if "id=next_task" in request.url else None)
         if kind:
             calls[kind].append(request.timing["responseEnd"] / 1000)
     page.on("requestfinished", record)
@@ -90,23 +92,24 @@ def label_stream_times(page, url: str, project_id: int, n: int, screenshot: Path
     page.goto(f"{url}/projects/{project_id}/data?labeling=1")
     page.wait_for_selector("text=Worry", timeout=timeout_s * 1000)
     page.keyboard.press("Escape")  # the first-time instructions
-    page.wait_for_function(READY, arg="", timeout=timeout_s * 1000)
+    page.wait_for_function(READY, timeout=timeout_s * 1000)
     opened = time.perf_counter() - start
     if screenshot is not None:
         page.wait_for_timeout(500)
         page.screenshot(path=str(screenshot))
     shown, ready = [], []
     for _ in range(n):
-        prev = page.evaluate(LOOP_SRC)
+        prev = page.evaluate(TASK_ID)
         page.wait_for_timeout(300)  # the editor binds hotkeys after it renders a task
         page.keyboard.press(key)
         page.wait_for_selector("input[name=Worry]:checked", state="attached", timeout=10_000)
+        page.evaluate(MARK_OLD)
         start = time.perf_counter()
         page.keyboard.press("Control+Enter")
         try:
             page.wait_for_function(SHOWN, arg=prev, timeout=timeout_s * 1000, polling=20)
             shown.append(time.perf_counter() - start)
-            page.wait_for_function(READY, arg=prev, timeout=timeout_s * 1000, polling=20)
+            page.wait_for_function(READY, timeout=timeout_s * 1000, polling=20)
         except PlaywrightTimeout:
             print(f"  project {project_id}: no next task ready within {timeout_s:.0f} s of Ctrl+Enter; stopped")
             break
