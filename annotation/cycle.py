@@ -66,14 +66,6 @@ def extra_intents(state: TrustState, plan: pd.DataFrame, clips: pd.DataFrame, cf
     return pd.concat(out, ignore_index=True) if out else intent_rows(plan.iloc[:0], "extra")
 
 
-def _votes_text(votes: pd.DataFrame) -> dict[str, str]:
-    """clip_id -> the crowd's counted votes, e.g. "Happy 2, Sad 1" (shown to the expert reviewing it)."""
-    crowd = votes[(votes["role"] == "crowd") & votes["label"].notna()]
-    counts = crowd.groupby(["clip_id", "label"]).size().rename("n").reset_index()
-    counts = counts.sort_values(["clip_id", "n", "label"], ascending=[True, False, True])
-    return (counts["label"] + " " + counts["n"].astype(str)).groupby(counts["clip_id"]).agg(", ".join).to_dict()
-
-
 def run_cycle(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress: ProgressFn = no_progress,
               local_root: str | Path | None = None, method: str | None = None) -> CycleSummary:
     """One turn of the loop (see the module doc); returns what it did."""
@@ -90,17 +82,14 @@ def run_cycle(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress:
     clips = read_manifest(workdir, "clips")
     again = requeue(state.verdicts, crowd_plan) if len(state.verdicts) else pd.DataFrame()
     requeued = add_intents(workdir, redo_intents(plan, again)) if len(again) else 0
-    review, review_data = 0, {}
+    review = 0
     if cfg.annotation.expert_review and len(crowd_plan):
         queue = review_queue(crowd_plan, state.verdicts, state.votes)
         queue = queue[~queue["clip_id"].isin(plan.loc[plan["project_role"] == "review", "clip_id"])]
         if len(queue):
             rows = pd.DataFrame({"clip_id": queue["clip_id"], "group_id": "review", "copy_index": REVIEW_COPY,
                                  "is_gold": False, "position": range(len(queue))})
-            intents = intent_rows(rows, "review")
-            review = add_intents(workdir, intents)
-            shown = _votes_text(state.counted)
-            review_data = {k: {"crowd_votes": shown.get(c, "")} for k, c in zip(intents["task_key"], intents["clip_id"])}
+            review = add_intents(workdir, intent_rows(rows, "review"))
     try:
         extra = add_intents(workdir, extra_intents(state, crowd_plan, clips, cfg))
         new_clips = plan_new_groups(workdir, cfg, clips)
@@ -109,7 +98,7 @@ def run_cycle(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress:
         notes.append(str(exc))
     seconds["plan"], t = time.perf_counter() - t, time.perf_counter()
 
-    pushed = push_plan(workdir, cfg, client, progress, local_root, review_data)
+    pushed = push_plan(workdir, cfg, client, progress, local_root)
     seconds["push"], t = time.perf_counter() - t, time.perf_counter()
     labels = len(write_labels(workdir, state, cfg, method)) if len(state.votes) else 0
     seconds["labels"] = time.perf_counter() - t

@@ -34,10 +34,11 @@ from pathlib import Path
 import pandas as pd
 
 from annotation.client import LSClient
-from annotation.labeling_config import instructions, labeling_config
+from annotation.labeling_config import crowd_votes_text, project_settings, screen_data
 from annotation.locks import one_at_a_time
 from annotation.media import clip_url, clips_storage, media_root
 from annotation.tasks_api import import_batch, task_ids_by_key
+from annotation.trust import load_state
 from pipeline.progress import ProgressFn, no_progress
 from schemas.config import BuildConfig, LabelStudioConfig
 from schemas.manifests import append_manifest, manifest_lock, read_manifest, write_manifest
@@ -45,6 +46,7 @@ from schemas.taxonomy import TAXONOMY
 
 REVIEW_COPY = -1  # copy_index of expert tasks (review and gold)
 ROLE_PROJECT = {"redo": "requeue", "extra": "requeue", "review": "review", "gold": "gold"}
+NO_VOTES = "no counted crowd votes yet"
 TASKS_FLUSH = 5_000  # tasks imported between two writes of tasks.parquet (a killed push looks up at most these)
 
 
@@ -69,13 +71,13 @@ def task_key(role: str, group_id: str, copy_index: int, attempt: int, clip_id: s
     return f"{role}|{group_id}|{copy_index}|{attempt}|{clip_id}"
 
 
-def provision_project(client: LSClient, title: str, maximum_annotations: int = 1) -> int:
+def provision_project(client: LSClient, title: str, maximum_annotations: int = 1, review: bool = False) -> int:
     """Create the project ``title`` or update the existing one (label config, instructions); return its id."""
-    settings = {"label_config": labeling_config(), "expert_instruction": instructions(), "show_instruction": True,
-                "show_skip_button": True, "maximum_annotations": maximum_annotations,
-                "sampling": "Sequential sampling"}
     found = [p for p in client.call("list projects", lambda: list(client.sdk.projects.list(title=title)))
              if p.title == title]
+    settings = {**project_settings(review, started=any(p.total_annotations_number for p in found)),
+                "show_skip_button": True, "maximum_annotations": maximum_annotations,
+                "sampling": "Sequential sampling"}
     if found:
         pid = min(p.id for p in found)
         client.call(f"update project {title!r}", client.sdk.projects.update, pid, **settings)
@@ -124,6 +126,7 @@ def task_payload(clip: dict | pd.Series, row: dict | pd.Series, cfg: LabelStudio
     data = {"clip_id": clip["clip_id"], "scene": clip["scene"], "scenario": clip["scenario"], "scene_display": scene,
             "scene_video": media_url(cfg, workdir, clip["scene_path"], storage),
             "crop_video": media_url(cfg, workdir, clip["crop_path"], storage), **(extra or {})}
+    data.update(screen_data(clip, data["crop_video"]))
     return {"data": data, "meta": key}
 
 
@@ -179,16 +182,16 @@ def plan_new_groups(workdir: Path, cfg: BuildConfig, clips: pd.DataFrame) -> int
 
 @one_at_a_time
 def push_plan(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress: ProgressFn = no_progress,
-              local_root: str | Path | None = None, extra_data: dict[str, dict] | None = None) -> PushSummary:
+              local_root: str | Path | None = None) -> PushSummary:
     """Import every intent of ``plan.parquet`` that its project does not hold yet (found by ``task_key``);
-    record them in ``tasks.parquet``. ``extra_data``: task key -> more task data (e.g. crowd votes shown
-    to a reviewer). ``local_root`` is the server's local-files document root (default:
+    record them in ``tasks.parquet``. An expert review task shows the crowd's counted votes for its clip.
+    ``local_root`` is the server's local-files document root (default:
     ``labelstudio.media_root``). One push at a time per work directory (``annotation.locks``)."""
-    return _push_plan(Path(workdir), cfg, client, progress, local_root, extra_data)
+    return _push_plan(Path(workdir), cfg, client, progress, local_root)
 
 
 def _push_plan(workdir: Path, cfg: BuildConfig, client: LSClient, progress: ProgressFn,
-               local_root: str | Path | None, extra_data: dict[str, dict] | None) -> PushSummary:
+               local_root: str | Path | None) -> PushSummary:
     ls = cfg.labelstudio
     storage = served_clips(ls, workdir, local_root)
     plan = read_manifest(workdir, "plan")
@@ -198,8 +201,10 @@ def _push_plan(workdir: Path, cfg: BuildConfig, client: LSClient, progress: Prog
     clip_rows = clips.to_dict("index")
     plan["title"] = [copy_title(ls, c, r) for c, r in zip(plan["copy_index"], plan["project_role"])]
     summary = PushSummary()
+    shown_votes: dict[str, str] | None = None
     for title, mine in plan.groupby("title", sort=True):
-        pid = provision_project(client, title)
+        review = bool((mine["project_role"] == "review").any())
+        pid = provision_project(client, title, review=review)
         summary.projects[title] = pid
         ensure_storage(client, pid, ls, storage)
         recorded = tasks[tasks["project_id"] == pid] if len(tasks) else tasks
@@ -218,11 +223,14 @@ def _push_plan(workdir: Path, cfg: BuildConfig, client: LSClient, progress: Prog
             todo = todo[~todo["task_key"].isin(list(found))]
         todo = todo.sort_values(["group_id", "copy_index", "attempt", "position"], kind="stable")
         summary.existing += len(mine) - len(todo)
+        if review and len(todo) and shown_votes is None:
+            shown_votes = crowd_votes_text(load_state(workdir, cfg).counted)
         pending: list[dict] = []
         for start in range(0, len(todo), ls.batch_size):
             batch = todo.iloc[start:start + ls.batch_size]
             payloads = [task_payload(clip_rows[r.clip_id], r._asdict(), ls, workdir, storage,
-                                     (extra_data or {}).get(r.task_key)) for r in batch.itertuples(index=False)]
+                                     {"crowd_votes": shown_votes.get(r.clip_id, NO_VOTES)} if review else None)
+                        for r in batch.itertuples(index=False)]
             ids = import_tasks(client, pid, payloads, ls.batch_size)
             pending += [_task_row(pid, r._asdict(), tid) for r, tid in zip(batch.itertuples(index=False), ids)]
             summary.created += len(ids)
@@ -244,7 +252,7 @@ def push_tasks(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress
     """
     workdir = Path(workdir)
     plan_new_groups(workdir, cfg, read_manifest(workdir, "clips"))
-    return _push_plan(workdir, cfg, client, progress, local_root, None)
+    return _push_plan(workdir, cfg, client, progress, local_root)
 
 
 def _task_row(pid: int, row, task_id: int) -> dict:

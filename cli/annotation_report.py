@@ -39,7 +39,7 @@ def add_report_command(annotate_app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", "-c", help="Build config YAML (annotation section)."),
         out: Path | None = typer.Option(None, "--out", help="Where to write CSV/HTML [default: WORKDIR/reports/qc]."),
     ) -> None:
-        """Print each group copy's verdict, annotator quality and progress; write them as CSV and HTML."""
+        """Print each group copy's verdict, annotator quality and progress; write them as CSV, PNG plots and HTML."""
         from annotation.report import TITLES, qc_report, write_qc_report
         from schemas.config import load_config
         from schemas.manifests import ManifestError

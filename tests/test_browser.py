@@ -1,4 +1,7 @@
-"""Browser test: an annotator labels a pushed task in Label Studio's web UI (Playwright + Debian's Chromium).
+"""Browser tests: an annotator labels a pushed task in Label Studio's web UI (Playwright + Debian's Chromium);
+the labelling screen at 1366x768 (both players side by side in view, synced at the clip's frame rate, the
+face-crop loop playing by itself, instructions popping up the first time only); the expert review task
+shows the crowd's votes.
 
 Also records what open-source Label Studio 1.23's queue does with ``maximum_annotations=N``: after
 annotator A submitted the only task of a project with ``maximum_annotations=2``, annotator B's queue
@@ -13,18 +16,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 
 from annotation.media import clips_storage
-from annotation.push import provision_project, push_tasks
+from annotation.push import REVIEW_COPY, add_intents, copy_title, intent_rows, provision_project, push_plan, push_tasks
 from annotation.sync import sync_votes
 from annotation.users import add_annotator
-from schemas.manifests import read_manifest
-from tests.labelstudio_support import make_workdir
+from pipeline.media import write_video
+from schemas.manifests import read_manifest, write_manifest
+from tests.labelstudio_support import clip_row, make_workdir
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+LAPTOP = {"width": 1366, "height": 768}
+READY = ("() => { const v = document.querySelectorAll('video'); "
+         "return v.length >= 3 && Array.from(v).every(x => x.readyState >= 3) }")  # scene, crop, crop loop
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at "
                                 "/usr/bin/chromium (apt-get install -y chromium)")
@@ -109,3 +119,107 @@ def test_annotator_labels_with_hotkey_and_sync_has_the_vote(labelstudio, tmp_pat
     # the finding documented above: B is served the task A already annotated (cap 2 not yet reached)
     assert served.status_code == 200 and served.json()["data"]["clip_id"] == ids[0]
     assert _next_task(labelstudio.url, a.email, password_a, overlap).status_code == 404  # A is not served it twice
+
+
+def make_screen_workdir(workdir: Path, n: int, frames: int = 40, fps: int = 25) -> list[str]:
+    """``n`` clips the size the clips stage cuts (640x360 scene, 224x224 crop) whose pixels change every
+    frame, and clips.parquet; return the clip ids."""
+    rows = []
+    y, x = np.mgrid[0:360, 0:640]
+    for i in range(n):
+        clip_id = f"screen{i:03d}"
+        for kind, (h, w) in (("scene", (360, 640)), ("crop", (224, 224))):
+            write_video(workdir / "clips" / kind / f"{clip_id}.mp4",
+                        (np.repeat(((x[:h, :w] + y[:h, :w] + 9 * f + 50 * i) % 256).astype(np.uint8)[..., None], 3, 2)
+                         for f in range(frames)), fps=fps)
+        rows.append(clip_row(clip_id, "War", scene_path=f"clips/scene/{clip_id}.mp4",
+                             crop_path=f"clips/crop/{clip_id}.mp4", num_frames=frames, fps=float(fps)))
+    write_manifest(workdir, "clips", rows)
+    return [r["clip_id"] for r in rows]
+
+
+def _open_stream(page, url: str, project_id: int) -> None:
+    page.goto(f"{url}/projects/{project_id}/data?labeling=1")
+    page.wait_for_selector("text=Worry", timeout=90_000)
+    page.wait_for_function(READY, timeout=60_000)
+
+
+def _box(page, selector: str, index: int = 0) -> dict:
+    box = page.locator(selector).nth(index).bounding_box()
+    assert box is not None, f"{selector}[{index}] is not rendered"
+    return box
+
+
+def _inside(box: dict, right: float, bottom: float) -> bool:
+    return box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= right and box["y"] + box["height"] <= bottom
+
+
+def test_labelling_screen_at_1366x768_and_review_shows_crowd_votes(labelstudio, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from annotation.labeling_config import hotkeys
+
+    ids = make_screen_workdir(tmp_path, 2)
+    cfg = labelstudio.config(annotators_per_clip=1, gold_fraction=0, min_gold_per_group=0)
+    project_id = next(iter(push_tasks(tmp_path, cfg, labelstudio.client, local_root=labelstudio.clips_root)
+                           .projects.values()))
+    title = cfg.labelstudio.project_title
+    a = add_annotator(labelstudio.client, f"{title}-a@ferv.local", "crowd", data_dir=labelstudio.data_dir)
+    e = add_annotator(labelstudio.client, f"{title}-e@ferv.local", "expert", data_dir=labelstudio.data_dir)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport=LAPTOP)
+            _login(page, labelstudio.url, a.email, a.password_file.read_text().strip())
+            _open_stream(page, labelstudio.url, project_id)
+            # first label-stream start of the project: the instructions pop up once
+            assert page.locator("text=Labeling Instructions").is_visible()
+            page.keyboard.press("Escape")
+            page.wait_for_selector("text=Labeling Instructions", state="hidden", timeout=10_000)
+
+            side = _box(page, ".lsf-sidepanels__wrapper_align_right")["x"]  # Label Studio's side panel
+            scene, crop = _box(page, ".lsf-video", 0), _box(page, ".lsf-video", 1)
+            loop = _box(page, "video[autoplay]")
+            for box in (scene, crop, loop):  # fully on screen and left of the side panel
+                assert _inside(box, min(side, LAPTOP["width"]), LAPTOP["height"]), (box, side)
+            # side by side: one row, left to right, no overlap
+            assert scene["x"] + scene["width"] <= crop["x"] and crop["x"] + crop["width"] <= loop["x"]
+            assert abs(scene["y"] - crop["y"]) < 2 and abs(crop["y"] - loop["y"]) < 2
+            # the players step at the clip's own frame rate: 40 frames at 25 fps (24 fps would make it 38)
+            assert page.locator(".lsf-video-segmentation", has_text="of 40").count() == 2
+            # the face-crop loop plays by itself (no click) and loops; its pixels change
+            loop_video = page.locator("video[autoplay]")
+            assert loop_video.evaluate("v => [v.loop, v.autoplay, v.muted, v.paused]") == [True, True, True, False]
+            first = loop_video.screenshot()
+            page.wait_for_timeout(400)
+            assert loop_video.screenshot() != first
+            page.wait_for_function("() => document.querySelector('video[autoplay]').currentTime > 0")
+            # playing the scene plays the crop (synced players; Label Studio's own videos are offscreen)
+            page.locator(".lsf-video-segmentation").first.locator("button[aria-label='Play']").click()
+            page.wait_for_timeout(600)
+            times = page.evaluate("() => Array.from(document.querySelectorAll('video'))"
+                                  ".filter(v => !v.autoplay).map(v => v.currentTime)")
+            assert len(times) == 2 and min(times) > 0, times
+
+            _label_next(page, labelstudio.url, project_id, hotkeys()["Worry"], labelstudio.client)
+            provision_project(labelstudio.client, copy_title(cfg.labelstudio, 0))  # as the next push or cycle does
+            _open_stream(page, labelstudio.url, project_id)
+            page.wait_for_timeout(1500)
+            assert not page.locator("text=Labeling Instructions").is_visible()  # not again...
+            page.get_by_role("button", name="Instructions").click()  # ...but on demand
+            page.wait_for_selector("text=Ctrl+Enter submits", timeout=10_000)
+
+            sync_votes(tmp_path, cfg, labelstudio.client)
+            rows = pd.DataFrame({"clip_id": [ids[0]], "group_id": "review", "copy_index": REVIEW_COPY,
+                                 "is_gold": False, "position": [0]})
+            add_intents(tmp_path, intent_rows(rows, "review"))  # as the cycle does for a kept group
+            review = push_plan(tmp_path, cfg, labelstudio.client, local_root=labelstudio.clips_root)
+            expert = browser.new_page(viewport=LAPTOP)
+            _login(expert, labelstudio.url, e.email, e.password_file.read_text().strip())
+            _open_stream(expert, labelstudio.url, review.projects[copy_title(cfg.labelstudio, REVIEW_COPY)])
+            expert.keyboard.press("Escape")
+            assert expert.locator("text=Crowd votes").is_visible()
+            assert expert.locator("text=Fear 1 (Worry)").is_visible()
+        finally:
+            browser.close()

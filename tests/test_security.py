@@ -63,7 +63,7 @@ def test_sign_up_is_by_invitation_only(labelstudio):
 
 def test_a_crowd_annotator_reads_the_clips_of_tasks_and_nothing_else(labelstudio, tmp_path):
     work = tmp_path / "work"
-    ids = make_workdir(work, 2)
+    make_workdir(work, 2)
     cfg = labelstudio.config(annotators_per_clip=1, **NO_GOLD)
     push_tasks(work, cfg, labelstudio.client, local_root=labelstudio.clips_root)
     who = add_annotator(labelstudio.client, f"{cfg.labelstudio.project_title}@ferv.local", "crowd",

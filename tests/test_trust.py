@@ -12,9 +12,7 @@ from annotation.trust import (
     judge_copies, plan_groups, requeue, review_queue, trust_state,
 )
 from schemas.config import AnnotationConfig, BuildConfig
-from schemas.manifests import to_table
-from schemas.records import TaskRecord
-from tests.trust_support import LABELS, T0, frame, gold_frame, label_copy, truth_labels, vote, wrong
+from tests.trust_support import LABELS, frame, gold_frame, label_copy, truth_labels, vote, wrong
 
 CFG = AnnotationConfig()  # groups of 100, 5% gold, 3 copies, 80% / 40% gold rates
 BUILD = BuildConfig(annotation=CFG)
