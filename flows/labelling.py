@@ -8,10 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 
 from annotation.client import LabelStudioTokenMissing, connect
 from annotation.cycle import run_cycle
 from annotation.push import push_tasks
+from annotation.report import artifact_markdown, qc_report
 from annotation.sync import sync_votes
 from flows.runtime import log_progress, publish, resolve_config, skipped, workdir_of
 from schemas.config import BuildConfig
@@ -77,8 +79,18 @@ def cycle(workdir: str, cfg: BuildConfig, ls_data_dir: str | None, local_root: s
 @flow(name="annotation-cycle")
 def annotation_cycle_flow(config: str | dict | BuildConfig | None = None, workdir: str | None = None,
                           ls_data_dir: str | None = None, local_root: str | None = None) -> dict:
-    """One turn of the trusted-labelling loop (``annotation.cycle``); idempotent, safe to kill and re-run."""
+    """One turn of the trusted-labelling loop (``annotation.cycle``); idempotent, safe to kill and re-run.
+    Ends with two artifacts: the cycle's counts, and the QC report's plots for the team lead.
+
+    Skipped, creating nothing, where Label Studio is not configured (no token) or no clip was cut yet."""
     cfg = resolve_config(config, workdir)
+    try:
+        connect(cfg.labelstudio, data_dir=ls_data_dir)
+    except LabelStudioTokenMissing as exc:
+        return skipped(f"Label Studio is not configured: {exc}", {"tasks pushed": 0})
+    clips = manifest_path(Path(cfg.workdir).expanduser(), "clips")
+    if not clips.exists():
+        return skipped(f"no clips yet ({clips} does not exist): run make-clips first", {"tasks pushed": 0})
     root = workdir_of(cfg)
     c = cycle(str(root), cfg, ls_data_dir, local_root)
     counts = {"votes new": c.sync.new, "votes updated": c.sync.updated, "votes deleted": c.sync.deleted,
@@ -89,4 +101,6 @@ def annotation_cycle_flow(config: str | dict | BuildConfig | None = None, workdi
             {"Copies by verdict": [{"verdict": k, "copies": v} for k, v in sorted(c.verdicts.items())],
              "Seconds per step": [{"step": k, "seconds": round(v, 2)} for k, v in c.seconds.items()],
              **({"Notes": [{"note": n} for n in c.notes]} if c.notes else {})})
+    create_markdown_artifact(key="ferv-annotation-qc", markdown=artifact_markdown(qc_report(root, cfg)),
+                             description="Annotation QC: progress, gold accuracy, agreement, verdicts")
     return counts

@@ -173,6 +173,7 @@ def threads_build(worker, labelstudio, samples, centerface_models_dir, tmp_path_
         "make-clips": {},
         "push-tasks": {"local_root": local_root},
         "sync-votes": {},
+        "annotation-cycle": {"local_root": local_root},
         "build-dataset": {"simulate": 3, "local_root": local_root},
         "release": {},
     }
