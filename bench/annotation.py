@@ -42,8 +42,8 @@ from annotation.sync import sync_votes
 from schemas.config import BuildConfig
 from schemas.manifests import append_manifest, read_manifest, write_manifest
 from schemas.taxonomy import TAXONOMY
-from tests.labelstudio_support import clip_row
-from tests.trust_support import gold_frame, truth_labels
+from pipeline.synthetic import clip_row
+from pipeline.synthetic import gold_frame, truth_labels
 
 FERV39K_CLIPS = 86_000
 WORDS = {e.name: e.descriptors for e in TAXONOMY.expressions}

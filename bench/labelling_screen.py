@@ -36,7 +36,7 @@ from pipeline.media import write_video
 from schemas.config import BuildConfig
 from schemas.manifests import write_manifest
 from schemas.taxonomy import TAXONOMY
-from tests.labelstudio_support import clip_row
+from pipeline.synthetic import clip_row
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.release import build_release, check_release, export_release
 from schemas.config import BuildConfig
 from schemas.taxonomy import TAXONOMY
-from tests.release_support import SourcePlan, make_workdir
+from pipeline.synthetic import SourcePlan, make_workdir
 
 
 def _timed(fn) -> float:

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.media import write_video
+from pipeline.synthetic import clip_row
 from schemas.manifests import write_manifest
-from schemas.records import ClipRecord
 from schemas.taxonomy import TAXONOMY
-
-_DEFAULTS = {str: "", int: 0, float: 0.0, bool: False}
-
-
-def clip_row(clip_id: str, scene: str, **values: object) -> dict:
-    """A ClipRecord row with the given values and neutral defaults for every other field."""
-    hints = typing.get_type_hints(ClipRecord)
-    row = {f.name: _DEFAULTS.get(hints[f.name], None) for f in dataclasses.fields(ClipRecord)}
-    row.update(clip_id=clip_id, scene=scene, scenario=TAXONOMY.scene(scene).scenario, **values)
-    return row
-
 
 def make_workdir(workdir: Path, n: int, frames: int = 10) -> list[str]:
     """Write ``n`` clips (64x64 scene + crop videos, ``frames`` frames) and clips.parquet; return clip ids."""

@@ -271,7 +271,7 @@ def test_rebuild_refuses_a_crafted_metadata_row_and_works_without_scene_frames(t
     from pipeline.release import build_release, rebuild_release
     from pipeline.release.rebuild import UnsafeMetadata
     from schemas.config import BuildConfig
-    from tests.release_support import SourcePlan, make_workdir
+    from pipeline.synthetic import SourcePlan, make_workdir
 
     work = make_workdir(tmp_path / "work", [SourcePlan("a", "Talkshow", ("Happy", "Sad", "Happy", "Angry")),
                                              SourcePlan("b", "Interview", ("Sad", "Happy", "Neutral"))])

@@ -26,7 +26,8 @@ from annotation.sync import sync_votes
 from annotation.users import add_annotator
 from pipeline.media import write_video
 from schemas.manifests import read_manifest, write_manifest
-from tests.labelstudio_support import clip_row, make_workdir
+from pipeline.synthetic import clip_row
+from tests.labelstudio_support import make_workdir
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

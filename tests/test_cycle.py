@@ -27,7 +27,7 @@ from annotation.users import ensure_user
 from schemas.manifests import read_manifest, write_manifest
 from schemas.taxonomy import TAXONOMY
 from tests.labelstudio_support import make_workdir
-from tests.trust_support import gold_frame, truth_labels
+from pipeline.synthetic import gold_frame, truth_labels
 
 pytestmark = pytest.mark.labelstudio
 REPO = Path(__file__).resolve().parents[1]

@@ -146,7 +146,7 @@ def test_aggregated_work_dir_released_then_evaluated(tmp_path):
     from annotation.aggregate import aggregate
     from pipeline.release import build_release
     from schemas.config import BuildConfig
-    from tests.release_support import default_plans, make_workdir
+    from pipeline.synthetic import default_plans, make_workdir
 
     work = make_workdir(tmp_path / "work", default_plans())
     cfg = BuildConfig(aggregate={"trusted_copies": False})

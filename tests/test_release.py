@@ -31,7 +31,7 @@ from pipeline.release.split import assign_split
 from schemas.config import BuildConfig
 from schemas.manifests import read_manifest, write_manifest
 from schemas.taxonomy import TAXONOMY
-from tests.release_support import LOCAL_DIR, default_plans, make_workdir, own_scene_plans
+from pipeline.synthetic import LOCAL_DIR, default_plans, make_workdir, own_scene_plans
 
 PLANS = default_plans()
 RELEASED = [(p.scene, label) for p in PLANS if p.status in ("accepted", "gold") for label in p.labels if label]

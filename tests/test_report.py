@@ -15,7 +15,8 @@ from cli.annotation_report import add_report_command
 from schemas.config import AnnotationConfig
 from schemas.manifests import to_table, write_manifest
 from schemas.records import TaskRecord
-from tests.trust_support import T0, gold_frame, vote
+from pipeline.synthetic import gold_frame
+from tests.trust_support import T0, vote
 
 CFG = AnnotationConfig()  # 3 annotators per clip, flag gold accuracy below 0.6
 GOLD = {"G1": "Happy", "G2": "Sad", "G3": "Angry"}

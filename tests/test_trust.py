@@ -12,7 +12,8 @@ from annotation.trust import (
     judge_copies, plan_groups, requeue, review_queue, trust_state,
 )
 from schemas.config import AnnotationConfig, BuildConfig
-from tests.trust_support import LABELS, frame, gold_frame, label_copy, truth_labels, vote, wrong
+from pipeline.synthetic import gold_frame, truth_labels
+from tests.trust_support import LABELS, frame, label_copy, vote, wrong
 
 CFG = AnnotationConfig()  # groups of 100, 5% gold, 3 copies, 80% / 40% gold rates
 BUILD = BuildConfig(annotation=CFG)

@@ -6,11 +6,10 @@ from datetime import datetime, timedelta, timezone
 from itertools import count
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from schemas.manifests import to_table
-from schemas.records import GoldRecord, VoteRecord
+from schemas.records import VoteRecord
 from schemas.taxonomy import TAXONOMY
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -39,10 +38,6 @@ def frame(rows: list[VoteRecord]) -> pd.DataFrame:
     return to_table("votes", rows).to_pandas()
 
 
-def gold_frame(labels: dict[str, str]) -> pd.DataFrame:
-    return to_table("gold", [GoldRecord(clip_id=c, label=l, expert="expert@x") for c, l in labels.items()]).to_pandas()
-
-
 def wrong(label: str) -> str:
     """A label that is not ``label``."""
     return LABELS[(LABELS.index(label) + 1) % len(LABELS)]
@@ -61,10 +56,3 @@ def label_copy(plan: pd.DataFrame, group_id: str, copy_index: int, annotator: st
                         attempt=attempt))
         gold_seen += bool(is_gold)
     return out
-
-
-def truth_labels(clip_ids, seed: int = 0) -> dict[str, str]:
-    """A hidden true expression per clip."""
-    rng = np.random.default_rng(seed)
-    names = TAXONOMY.expression_names
-    return {c: names[i] for c, i in zip(clip_ids, rng.integers(0, len(names), len(clip_ids)))}

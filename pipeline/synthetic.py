@@ -1,27 +1,54 @@
-"""A small labelled work directory for release tests: real H.264 source videos, clips cut from them by the
-real clip exporter (``pipeline.export.cut_clip``: 224x224 face-crop JPEGs, scene frames, MP4s) along known
-face tracks, and hand-written votes and labels with known truth."""
+"""Synthetic build material with known truth, for the tests and the benchmarks.
+
+``make_workdir``: a small labelled work directory for releases: real H.264 source videos, clips cut from
+them by the real clip exporter (``pipeline.export.cut_clip``: 224x224 face-crop JPEGs, scene frames, MP4s)
+along known face tracks, and hand-written votes and labels with known truth. ``clip_row``: a clips.parquet
+row with neutral defaults; ``truth_labels`` and ``gold_frame``: a hidden truth per clip and a gold table."""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from pipeline.export import cut_clip
 from pipeline.media import write_video
 from schemas.config import ExportConfig
 from schemas.ids import clip_id as make_clip_id
 from schemas.ids import file_sha256, source_id_for_content, source_id_for_url, track_id as make_track_id
-from schemas.manifests import write_manifest
-from schemas.records import ClipRecord, LabelRecord, SourceRecord, TrackRow, VoteRecord
+from schemas.manifests import to_table, write_manifest
+from schemas.records import ClipRecord, GoldRecord, LabelRecord, SourceRecord, TrackRow, VoteRecord
 from schemas.taxonomy import TAXONOMY
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 W, H, FPS = 96, 64, 10
+_DEFAULTS = {str: "", int: 0, float: 0.0, bool: False}
+
+
+def clip_row(clip_id: str, scene: str, **values: object) -> dict:
+    """A ClipRecord row with the given values and neutral defaults for every other field."""
+    hints = typing.get_type_hints(ClipRecord)
+    row = {f.name: _DEFAULTS.get(hints[f.name], None) for f in dataclasses.fields(ClipRecord)}
+    row.update(clip_id=clip_id, scene=scene, scenario=TAXONOMY.scene(scene).scenario, **values)
+    return row
+
+
+def truth_labels(clip_ids, seed: int = 0) -> dict[str, str]:
+    """A hidden true expression per clip."""
+    rng = np.random.default_rng(seed)
+    names = TAXONOMY.expression_names
+    return {c: names[i] for c, i in zip(clip_ids, rng.integers(0, len(names), len(clip_ids)))}
+
+
+def gold_frame(labels: dict[str, str]) -> pd.DataFrame:
+    """A gold table (as ``gold.parquet`` reads back) of clip id -> expression."""
+    return to_table("gold", [GoldRecord(clip_id=c, label=l, expert="expert@x") for c, l in labels.items()]).to_pandas()
 
 
 @dataclass(frozen=True)
