@@ -27,6 +27,7 @@ import pandas as pd
 
 from pipeline import yuv
 from pipeline.decode import StreamInfo, fit_width, open_info, read_frames
+from pipeline.expression import expression_enabled, face_scorer
 from pipeline.export import ClipFiles, existing_clip, range_frames, write_clip
 from pipeline.faces import models_dir, resolve_faces
 from pipeline.media import VideoError
@@ -79,7 +80,7 @@ def stage_config_hash(cfg: BuildConfig) -> str:
     return config_hash({"shots": cfg.shots.model_dump(mode="json"),
                         "faces": resolve_faces(cfg.faces).model_dump(mode="json", exclude=_RUNTIME_ONLY),
                         "tracks": cfg.tracks.model_dump(mode="json"), "select": cfg.select.model_dump(mode="json"),
-                        "export": cfg.export.model_dump(mode="json")})
+                        "export": cfg.export.model_dump(mode="json"), "expression": expression_enabled(cfg)})
 
 
 def part_dir(workdir: Path, source_id: str) -> Path:
@@ -191,14 +192,15 @@ def _shots(path: Path, source_id: str, info: StreamInfo, cfg: BuildConfig, buffe
     shot_size = fit_width(info.width, info.height, cfg.shots.downscale_width)
     face_size = fit_width(info.width, info.height, cfg.faces.det_sizes[0], long_side=True)
     to_source = np.array([info.width / face_size[0], info.height / face_size[1]] * 2)
-    scorer, detector = ShotScorer(cfg.shots, info.fps), _detector(cfg.faces)
+    scorer, detector, expression = ShotScorer(cfg.shots, info.fps), _detector(cfg.faces), face_scorer(cfg)
     detections: dict[int, np.ndarray] = {}
     batch: list[tuple[int, np.ndarray, np.ndarray]] = []  # frame index, detector input, decoder's full-size luma
 
     def flush() -> None:
         for (index, _, luma), dets in zip(batch, detector.detect([image for _, image, _ in batch])):
             boxes = dets[:, :4] * to_source
-            detections[index] = np.column_stack([boxes, dets[:, 4], [blur_score(luma, b) for b in boxes]])
+            detections[index] = np.column_stack([boxes, dets[:, 4], [blur_score(luma, b) for b in boxes],
+                                                 expression.columns(luma, boxes)])
         batch.clear()
 
     def close(end: int) -> _Shot:
@@ -316,7 +318,8 @@ def _clip_record(workdir: Path, row: pd.Series, fps: Fraction, shot_index: int, 
         fps=float(fps), box_x1=cand.box[0], box_y1=cand.box[1], box_x2=cand.box[2], box_y2=cand.box[3],
         face_px=cand.face_px, det_score=cand.det_score, detected_fraction=cand.detected_fraction, blur=cand.blur,
         scene_path=rel(files.scene_path), crop_path=rel(files.crop_path), frames_dir=rel(files.frames_dir),
-        scene_frames_dir=rel(files.scene_frames_dir), sha256=files.sha256)
+        scene_frames_dir=rel(files.scene_frames_dir), sha256=files.sha256,
+        expression=cand.expression, expression_prob=cand.expression_prob, intensity=cand.intensity)
 
 
 def _exporters(count: int, ring: FrameRing) -> tuple[Executor, FrameRing | None]:
