@@ -30,6 +30,7 @@ import pandas as pd
 
 from annotation.client import LSClient
 from annotation.labeling_config import instructions, labeling_config
+from annotation.priority import prioritize, with_prediction
 from pipeline.progress import ProgressFn, no_progress
 from schemas.config import BuildConfig, LabelStudioConfig
 from schemas.manifests import append_manifest, read_manifest
@@ -146,7 +147,7 @@ def push_tasks(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress
     ls = cfg.labelstudio
     clips = read_manifest(workdir, "clips").set_index("clip_id", drop=False)
     tasks = read_manifest(workdir, "tasks")
-    rows = plan(workdir, cfg, clips, tasks)
+    rows = prioritize(plan(workdir, cfg, clips, tasks), clips, cfg.expression)
     summary = PushSummary()
     for copy_index in range(cfg.annotation.annotators_per_clip):
         title = copy_title(ls, copy_index)
@@ -200,7 +201,8 @@ def push_review(workdir: str | Path, cfg: BuildConfig, client: LSClient, clip_id
     in_ls = client.task_keys(pid)
     todo = [c for c in dict.fromkeys(clip_ids) if (c, "review") not in in_ls and c in clips.index]
     rows = pd.DataFrame({"clip_id": todo, "group_id": "review", "copy_index": REVIEW_COPY, "is_gold": False})
-    payloads = [task_payload(clips.loc[r["clip_id"]], r, ls, workdir, local_root) for _, r in rows.iterrows()]
+    payloads = [with_prediction(task_payload(clips.loc[r["clip_id"]], r, ls, workdir, local_root),
+                                clips.loc[r["clip_id"]], "review", cfg.expression) for _, r in rows.iterrows()]
     ids = import_tasks(client, pid, payloads, ls.batch_size, progress, title)
     now = datetime.now(UTC)
     if ids:

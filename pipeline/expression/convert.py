@@ -44,7 +44,7 @@ def onnx_model(models_dir: Path) -> Path:
 
 
 class _Graph:
-    """Keras layers -> ONNX nodes; tracks each Keras layer's output name and its pending batch normalization."""
+    """The ONNX nodes and initializers being built, and the Keras weights they come from."""
 
     def __init__(self, weights) -> None:
         self.weights, self.nodes, self.inits = weights, [], []
@@ -88,13 +88,9 @@ def convert(hdf5: Path):
         config = json.loads(f.attrs["model_config"])
         g = _Graph(f["model_weights"])
         layers = config["config"]["layers"]
-        by_name = {layer["name"]: layer for layer in layers}
-        out: dict[str, str] = {}
+        out: dict[str, str] = {}  # Keras layer -> the ONNX tensor of its output
         # a convolution's output is held back until its batch normalization is known, then emitted folded
         pending: dict[str, tuple[str, list[str], dict]] = {}
-
-        def source(name: str) -> str:
-            return out[name]
 
         for layer in layers:
             kind, name, cfg = layer["class_name"], layer["name"], layer["config"]
@@ -102,7 +98,7 @@ def convert(hdf5: Path):
             if kind == "InputLayer":
                 out[name] = INPUT
             elif kind in ("Conv2D", "SeparableConv2D"):
-                x = source(inputs[0])
+                x = out[inputs[0]]
                 attrs = {"strides": cfg["strides"], **_pads(cfg)}
                 if kind == "SeparableConv2D":
                     depthwise = g.weight(name, "depthwise_kernel")  # (kh, kw, C, 1)
@@ -126,19 +122,18 @@ def convert(hdf5: Path):
                 out[name] = _emit_conv(g, name, x, [kernel * scale[:, None, None, None], folded_bias], attrs)
             elif kind == "Activation":
                 op = {"relu": "Relu", "softmax": "Softmax", "linear": "Identity"}[cfg["activation"]]
-                out[name] = g.node(op, [source(inputs[0])], OUTPUT if name == layers[-1]["name"] else name,
+                out[name] = g.node(op, [out[inputs[0]]], OUTPUT if name == layers[-1]["name"] else name,
                                    **({"axis": -1} if op == "Softmax" else {}))
             elif kind == "MaxPooling2D":
-                out[name] = g.node("MaxPool", [source(inputs[0])], name, kernel_shape=cfg["pool_size"],
+                out[name] = g.node("MaxPool", [out[inputs[0]]], name, kernel_shape=cfg["pool_size"],
                                    strides=cfg["strides"], **_pads(cfg))
             elif kind == "Add":
-                out[name] = g.node("Add", [source(i) for i in inputs], name)
+                out[name] = g.node("Add", [out[i] for i in inputs], name)
             elif kind == "GlobalAveragePooling2D":
-                pooled = g.node("GlobalAveragePool", [source(inputs[0])], f"{name}_4d")
+                pooled = g.node("GlobalAveragePool", [out[inputs[0]]], f"{name}_4d")
                 out[name] = g.node("Flatten", [pooled], name, axis=1)
             else:
                 raise ValueError(f"{hdf5}: layer {name} of kind {kind} is not supported by the converter")
-        del by_name
     graph = helper.make_graph(
         g.nodes, "mini_xception_fer",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", 1, 64, 64])],

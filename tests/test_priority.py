@@ -1,0 +1,77 @@
+"""Push order and review hints from expression scores (annotation.priority): a quota puts its class first,
+gold keeps its slots, off keeps the plan; crowd copies carry no prediction, review and gold tasks do."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from annotation.priority import prioritize, with_prediction
+from annotation.push import task_payload
+from schemas.config import ExpressionConfig, LabelStudioConfig
+
+PREDICTED = ["Neutral"] * 6 + ["Happy"] * 3 + ["Fear", "Neutral", None]
+
+
+def clips() -> pd.DataFrame:
+    n = len(PREDICTED)
+    return pd.DataFrame({
+        "clip_id": [f"c{i:02d}" for i in range(n)], "expression": PREDICTED,
+        "expression_prob": [0.5 + i / 100 for i in range(n)],
+        "intensity": [0.1 if p == "Neutral" else 0.8 for p in PREDICTED],
+        "scene": "Talkshow", "scenario": "WIS", "scene_path": "s.mp4", "crop_path": "c.mp4"})
+
+
+def plan(copies: int = 2) -> pd.DataFrame:
+    """Each copy: the clips in its own order, a gold clip at positions 3 and 9."""
+    rows = []
+    for copy in range(copies):
+        ids = [f"c{i:02d}" for i in range(len(PREDICTED))]
+        ids = ids[copy:] + ids[:copy]  # a different order per copy
+        ids.insert(3, "gold-a")
+        ids.insert(9, "gold-b")
+        rows += [{"group_id": "g", "copy_index": copy, "clip_id": c, "position": p, "is_gold": c.startswith("gold")}
+                 for p, c in enumerate(ids)]
+    return pd.DataFrame(rows)
+
+
+def ordered(rows: pd.DataFrame, copy: int = 0) -> list[str]:
+    return rows[rows["copy_index"] == copy].sort_values("position")["clip_id"].tolist()
+
+
+def test_off_keeps_the_plan():
+    rows = plan()
+    assert prioritize(rows, clips(), ExpressionConfig()).equals(rows)
+
+
+def test_a_quota_puts_its_class_first_and_gold_keeps_its_slots():
+    rows = prioritize(plan(), clips(), ExpressionConfig(quota={"Happy": 2}))
+    for copy in (0, 1):
+        order = ordered(rows, copy)
+        assert order[:2] == ["c08", "c07"]  # the two Happy clips the model is surest of, surest first
+        assert order[3] == "gold-a" and order[9] == "gold-b"
+        assert sorted(order) == sorted(ordered(plan(), copy))  # nothing lost or added
+    rest = [c for c in ordered(rows, 0)[2:] if not c.startswith("gold")]
+    assert rest == [c for c in ordered(plan(), 0) if c not in ("c07", "c08") and not c.startswith("gold")]
+
+
+def test_expression_order_puts_rare_strong_classes_first_and_unscored_clips_last():
+    order = [c for c in ordered(prioritize(plan(), clips(), ExpressionConfig(push_order="expression")))
+             if not c.startswith("gold")]
+    predicted = dict(zip(clips()["clip_id"], PREDICTED))
+    assert [predicted[c] for c in order] == ["Fear"] + ["Happy"] * 3 + ["Neutral"] * 7 + [None]
+
+
+@pytest.mark.parametrize("role, carries", [("copy", False), ("review", True), ("gold", True)])
+def test_only_review_and_gold_tasks_carry_the_model_prediction(role, carries, tmp_path):
+    clip = clips().iloc[7]
+    row = pd.Series({"group_id": "g", "copy_index": 0 if role == "copy" else -1, "is_gold": role == "gold"})
+    payload = with_prediction(task_payload(clip, row, LabelStudioConfig(), tmp_path), clip, role, ExpressionConfig())
+    assert ("predictions" in payload) == carries
+    if carries:
+        (pred,) = payload["predictions"]
+        assert pred["result"][0]["value"]["choices"] == ["Pride"]  # Happy's first descriptor
+        assert pred["result"][0]["from_name"] == "descriptor" and pred["score"] == pytest.approx(0.57)
+    off = ExpressionConfig(predictions_on=[])
+    assert "predictions" not in with_prediction(task_payload(clip, row, LabelStudioConfig(), tmp_path), clip, role, off)
+    assert "predictions" not in with_prediction({"data": {}}, clips().iloc[11], role, ExpressionConfig())  # unscored
