@@ -116,3 +116,49 @@ def test_candidates_cover_both_parts_of_one_long_shot_and_the_model_tells_them_a
     assert clips["expression_prob"].between(0, 1).all()
     print("clip frames:", clips["num_frames"].tolist(), clips["expression"].tolist(),
           clips["intensity"].round(2).tolist())
+
+
+def _release(root: Path, margin: float = 0.4) -> Path:
+    """A hand-made release: face-crop frames (cut as the exporter cuts them: the box's long side times
+    ``1 + margin``, 224x224) of faces with known expressions, listed as its test split."""
+    from pipeline.export import crop_square
+
+    clips = [("Talkshow/Happy/0000", "astronaut", 0), ("Talkshow/Happy/0001", "t1", 2),
+             ("Talkshow/Happy/0002", "t1", 3), ("Interview/Neutral/0000", "t1", 0),
+             ("Interview/Neutral/0001", "t1", 1), ("Interview/Neutral/0002", "t1", 4)]
+    for key, name, face in clips:
+        image = cv2.cvtColor(photo(name).image, cv2.COLOR_RGB2BGR)
+        folder = root / "2_ClipsforFaceCrop" / key
+        folder.mkdir(parents=True)
+        for i, shift in enumerate((-3, 0, 3)):  # a little motion from frame to frame
+            x, y, side = crop_square(np.add(photo(name).faces[face], shift), margin)
+            padded = cv2.copyMakeBorder(image, side, side, side, side, cv2.BORDER_CONSTANT)
+            crop = padded[y + side:y + 2 * side, x + side:x + 2 * side]
+            cv2.imwrite(str(folder / f"{i + 1:05d}.jpg"), cv2.resize(crop, (224, 224), interpolation=cv2.INTER_AREA))
+    lists = root / "4_setups" / "All_scenes"
+    lists.mkdir(parents=True)
+    (lists / "test_All.csv").write_text("".join(f"{k} {k.split('/')[1]}\n" for k, _, _ in clips))
+    return root
+
+
+def test_predict_on_a_release_then_evaluate_gives_war_and_uar(expression_models_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    from pipeline.expression.predict import baseline
+
+    release, out = _release(tmp_path / "release"), tmp_path / "predictions.csv"
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", str(release), "-o", str(out), "--models-dir", str(expression_models_dir)])
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert table["prediction"].tolist() == ["Happy"] * 3 + ["Neutral"] * 3
+    assert np.allclose(table[sorted(EXPRESSIONS)].sum(axis=1), 1, atol=1e-4)
+    result = runner.invoke(app, ["evaluate", str(release), str(out), "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    figures = baseline(release, expression_models_dir)
+    assert figures["war"] == figures["uar"] == 100.0 and figures["n_clips"] == 6
+    assert "DFER-CLIP" in figures["published"]
+    assert baseline(release, tmp_path / "no-models") is None
