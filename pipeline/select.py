@@ -154,17 +154,27 @@ def expression_windows(track: Track, stride: int, shortest: int, longest: int) -
     return [w for _, _, w in sorted(windows, key=lambda t: (t[0], t[1]))]
 
 
+def gaps(first: int, end: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``[first, end)`` that no window of ``taken`` covers, longest first."""
+    out, at = [], first
+    for a, b in sorted(taken):
+        if a > at:
+            out.append((at, a))
+        at = max(at, b)
+    if end > at:
+        out.append((at, end))
+    return sorted(out, key=lambda g: (g[0] - g[1], g[0]))
+
+
 def select_candidates(track: Track, fps: Fraction, cfg: SelectConfig, source_id: str, track_id: str,
                       shot_index: int, stride: int = 1) -> tuple[list[Candidate], list[RejectRecord]]:
     """At most ``cfg.max_clips_per_track`` non-overlapping windows spread over the whole track: first around its
-    expression events (:func:`expression_windows`, where it has scores), then spread evenly
-    (:func:`spread_windows`), then the track cut into consecutive windows of the longest length as a fallback
-    for windows that fail a check. Every proposed window not kept becomes a reject with its reason."""
+    expression events (:func:`expression_windows`, where it has scores); then windows spread evenly
+    (:func:`spread_windows`) over the parts still free, longest part first; then, as a fallback for windows
+    that fail a check, the track cut into consecutive windows of the longest length. Every proposed window
+    not kept becomes a reject with its reason."""
     shortest, longest = frame_limits(cfg, Fraction(fps))
     first, end = int(track.frames[0]), int(track.frames[-1]) + 1
-    proposals = [*expression_windows(track, stride, shortest, longest),
-                 *spread_windows(first, end, cfg.max_clips_per_track, shortest, longest),
-                 *(Window(a, min(a + longest, end), "tile") for a in range(first, end, longest))]
     kept: list[Candidate] = []
     rejects: list[RejectRecord] = []
     seen: set[tuple[int, int]] = set()
@@ -174,23 +184,28 @@ def select_candidates(track: Track, fps: Fraction, cfg: SelectConfig, source_id:
                                     source_id=source_id, track_id=track_id, shot_index=shot_index,
                                     start_frame=a, end_frame=b, reason=reason, detail=detail))
 
-    for w in proposals:
+    def consider(w: Window) -> None:
         a, b = w.start, w.end
         if (a, b) in seen:
-            continue
+            return
         seen.add((a, b))
         if b - a < shortest:
             reject(a, b, "too_short", f"{b - a} frames < {shortest} ({cfg.min_duration_s} s)")
-            continue
-        if len(kept) >= cfg.max_clips_per_track:
+        elif len(kept) >= cfg.max_clips_per_track:
             reject(a, b, "track_limit", f"track already has {cfg.max_clips_per_track} clips ({w.why} window)")
-            continue
-        if clash := next((c for c in kept if a < c.end and c.start < b), None):
+        elif clash := next((c for c in kept if a < c.end and c.start < b), None):
             reject(a, b, "overlap", f"overlaps the kept clip [{clash.start}, {clash.end}) ({w.why} window)")
-            continue
-        cand = _measure(track, a, b, stride)
-        if problem := _problem(cand, cfg):
+        elif problem := _problem(cand := _measure(track, a, b, stride), cfg):
             reject(a, b, *problem)
         else:
             kept.append(cand)
+
+    for w in expression_windows(track, stride, shortest, longest):
+        consider(w)
+    for g0, g1 in gaps(first, end, [(c.start, c.end) for c in kept]):
+        if g1 - g0 >= shortest or not kept:
+            for w in spread_windows(g0, g1, max(1, cfg.max_clips_per_track - len(kept)), shortest, longest):
+                consider(w)
+    for a in range(first, end, longest):
+        consider(Window(a, min(a + longest, end), "tile"))
     return sorted(kept, key=lambda c: c.start), rejects

@@ -107,3 +107,12 @@ def test_expression_runs_follow_changes_of_the_top_class():
     runs = expression_runs(frames, probs)
     assert [(a, b, EXPRESSIONS[c]) for a, b, _, c, _ in runs] == [(0, 72, "Neutral"), (80, 152, "Happy")]
     assert runs[0][4] == 0.0 and runs[1][4] == pytest.approx(0.9 + 0.1 / 6 * 5, abs=0.02)
+
+
+def test_scores_never_cost_coverage_free_parts_are_filled_around_the_event_windows():
+    cfg = SelectConfig(max_clips_per_track=3)
+    for n in (75, 200, 500):
+        plain, _ = select_candidates(track(n), FPS, cfg, "s", "t", 0, STRIDE)
+        scored, _ = select_candidates(track(n, [(0, "Neutral"), (n // 2, "Happy")]), FPS, cfg, "s", "t", 0, STRIDE)
+        assert len(scored) >= len(plain), n
+        assert_apart(scored)
