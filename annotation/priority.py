@@ -1,5 +1,5 @@
-"""Push order and review hints from the expression model's scores (``clips.parquet``: expression,
-expression_prob, intensity; see pipeline.expression).
+"""Push order and review hints from the expression model's scores (``clips.parquet``: predicted_expression,
+predicted_prob, intensity; see pipeline.expression).
 
 :func:`prioritize` reorders the crowd copies' plan so that a build reaches its rare expressions without
 labelling thousands of neutral faces first: clips in a per-class quota (``expression.quota``: the clips the
@@ -28,8 +28,9 @@ CROWD_ROLE = "copy"
 def priority_keys(clips: pd.DataFrame, cfg: ExpressionConfig) -> pd.DataFrame:
     """Per clip (index ``clip_id``): ``tier`` (0 quota, 1 scored, 2 unscored) and ``rank`` within its tier."""
     clips = clips.reset_index(drop=True).drop_duplicates("clip_id").set_index("clip_id", drop=False)
-    predicted = clips["expression"] if "expression" in clips else pd.Series(None, index=clips.index, dtype=object)
-    prob = clips["expression_prob"].astype(float) if "expression_prob" in clips else pd.Series(np.nan, clips.index)
+    predicted = (clips["predicted_expression"] if "predicted_expression" in clips
+                 else pd.Series(None, index=clips.index, dtype=object))
+    prob = clips["predicted_prob"].astype(float) if "predicted_prob" in clips else pd.Series(np.nan, clips.index)
     intensity = clips["intensity"].astype(float) if "intensity" in clips else pd.Series(np.nan, clips.index)
     scored = predicted.notna()
     tier = pd.Series(np.where(scored, 1, 2), index=clips.index)
@@ -68,10 +69,10 @@ def prioritize(rows: pd.DataFrame, clips: pd.DataFrame, cfg: ExpressionConfig) -
 def prediction(clip: pd.Series) -> dict | None:
     """The clip's scores as one Label Studio prediction (the predicted expression's first descriptor stands for
     it, scored by its probability), or None without scores."""
-    name = clip.get("expression")
+    name = clip.get("predicted_expression")
     if not isinstance(name, str) or name not in TAXONOMY.expression_names:
         return None
-    prob = float(clip.get("expression_prob") or 0.0)
+    prob = float(clip.get("predicted_prob") or 0.0)
     choice = TAXONOMY.expression(name).descriptors[0]
     return {"model_version": MODEL_VERSION, "score": prob,
             "result": [{"from_name": CHOICES_NAME, "to_name": "crop", "type": "choices",

@@ -319,7 +319,7 @@ def _clip_record(workdir: Path, row: pd.Series, fps: Fraction, shot_index: int, 
         face_px=cand.face_px, det_score=cand.det_score, detected_fraction=cand.detected_fraction, blur=cand.blur,
         scene_path=rel(files.scene_path), crop_path=rel(files.crop_path), frames_dir=rel(files.frames_dir),
         scene_frames_dir=rel(files.scene_frames_dir), sha256=files.sha256,
-        expression=cand.expression, expression_prob=cand.expression_prob, intensity=cand.intensity)
+        predicted_expression=cand.expression, predicted_prob=cand.expression_prob, intensity=cand.intensity)
 
 
 def _exporters(count: int, ring: FrameRing) -> tuple[Executor, FrameRing | None]:

@@ -123,6 +123,7 @@ class ExpressionConfig(_Model):
     quota: dict[str, int] = Field(default_factory=dict)  # expression -> clips pushed first (push_order expression)
     # task kinds that carry the model's scores as Label Studio predictions (never the crowd copies)
     predictions_on: list[Literal["review", "gold"]] = ["review", "gold"]
+    report_baseline: bool = True  # the release report shows the model's zero-training WAR/UAR (when fetched)
 
     @field_validator("quota")
     @classmethod

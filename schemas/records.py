@@ -91,9 +91,10 @@ class ClipRecord:
     frames_dir: str  # 224x224 face-crop JPEG frames
     scene_frames_dir: str  # scene JPEG frames (cut by the release, for the clips it ships)
     sha256: str  # of the face-crop frames, in order (for rebuild verification)
-    expression: str | None = None  # the expression model's top class over the clip's scored frames (a hint only)
-    expression_prob: float | None = None  # its mean probability
-    intensity: float | None = None  # 1 - mean P(Neutral); None where expression scoring was off
+    predicted_expression: str | None = None  # the expression model's top class over the clip's scored frames (a
+    # ranking hint, never a label); None where expression scoring was off
+    predicted_prob: float | None = None  # its mean probability
+    intensity: float | None = None  # 1 - mean P(Neutral)
 
 
 @dataclass

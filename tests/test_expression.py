@@ -109,12 +109,12 @@ def test_candidates_cover_both_parts_of_one_long_shot_and_the_model_tells_them_a
     clips = read_manifest(root, "clips").sort_values("start_frame")
     calm = clips[clips["end_frame"] <= smile_from - 25]  # before the dissolve
     smiling = clips[clips["start_frame"] >= smile_from]
-    assert len(calm) and len(smiling), clips[["start_frame", "end_frame", "expression"]]
-    assert (smiling["expression"] == "Happy").all()
-    assert not (calm["expression"] == "Happy").any()
+    assert len(calm) and len(smiling), clips[["start_frame", "end_frame", "predicted_expression"]]
+    assert (smiling["predicted_expression"] == "Happy").all()
+    assert not (calm["predicted_expression"] == "Happy").any()
     assert smiling["intensity"].min() > calm["intensity"].max()
-    assert clips["expression_prob"].between(0, 1).all()
-    print("clip frames:", clips["num_frames"].tolist(), clips["expression"].tolist(),
+    assert clips["predicted_prob"].between(0, 1).all()
+    print("clip frames:", clips["num_frames"].tolist(), clips["predicted_expression"].tolist(),
           clips["intensity"].round(2).tolist())
 
 
@@ -145,7 +145,7 @@ def test_predict_on_a_release_then_evaluate_gives_war_and_uar(expression_models_
     from typer.testing import CliRunner
 
     from cli.app import app
-    from pipeline.expression.predict import baseline
+    from pipeline.expression.predict import baseline, baseline_section
 
     release, out = _release(tmp_path / "release"), tmp_path / "predictions.csv"
     runner = CliRunner()
@@ -162,3 +162,21 @@ def test_predict_on_a_release_then_evaluate_gives_war_and_uar(expression_models_
     assert figures["war"] == figures["uar"] == 100.0 and figures["n_clips"] == 6
     assert "DFER-CLIP" in figures["published"]
     assert baseline(release, tmp_path / "no-models") is None
+    assert "| 100.00 | 100.00 |" in baseline_section(figures)
+
+
+def test_the_release_report_section_scores_the_test_clips_it_is_given(expression_models_dir, tmp_path):
+    import pandas as pd
+
+    from pipeline.expression.predict import report_section
+
+    release = _release(tmp_path / "release")
+    plan = {str(p.relative_to(release)): p for p in sorted((release / "2_ClipsforFaceCrop").rglob("*.jpg"))}
+    keys = sorted({k.split("/", 1)[1].rsplit("/", 1)[0] for k in plan})
+    meta = pd.DataFrame({"path": keys, "expression": [k.split("/")[1] for k in keys], "split": "test"})
+    meta.loc[meta["path"] == "Talkshow/Happy/0000", "split"] = "train"  # not scored
+    cfg = BuildConfig.model_validate({"faces": {"models_dir": str(expression_models_dir)}})
+    section = report_section(meta, plan, cfg)
+    assert "(this release's test split, 5 clips) | 100.00 | 100.00 |" in section
+    off = BuildConfig.model_validate({"faces": {"models_dir": str(tmp_path / "none")}})
+    assert report_section(meta, plan, off) == ""

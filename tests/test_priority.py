@@ -16,8 +16,8 @@ PREDICTED = ["Neutral"] * 6 + ["Happy"] * 3 + ["Fear", "Neutral", None]
 def clips() -> pd.DataFrame:
     n = len(PREDICTED)
     return pd.DataFrame({
-        "clip_id": [f"c{i:02d}" for i in range(n)], "expression": PREDICTED,
-        "expression_prob": [0.5 + i / 100 for i in range(n)],
+        "clip_id": [f"c{i:02d}" for i in range(n)], "predicted_expression": PREDICTED,
+        "predicted_prob": [0.5 + i / 100 for i in range(n)],
         "intensity": [0.1 if p == "Neutral" else 0.8 for p in PREDICTED],
         "scene": "Talkshow", "scenario": "WIS", "scene_path": "s.mp4", "crop_path": "c.mp4"})
 
