@@ -180,3 +180,15 @@ def test_the_release_report_section_scores_the_test_clips_it_is_given(expression
     assert "(this release's test split, 5 clips) | 100.00 | 100.00 |" in section
     off = BuildConfig.model_validate({"faces": {"models_dir": str(tmp_path / "none")}})
     assert report_section(meta, plan, off) == ""
+
+
+def test_a_clips_manifest_written_before_expression_scores_still_reads(tmp_path):
+    import pyarrow.parquet as pq
+
+    from schemas.manifests import SCHEMAS
+
+    schema = SCHEMAS["clips"]
+    old = schema.empty_table().drop_columns(["predicted_expression", "predicted_prob", "intensity"])
+    pq.write_table(old, tmp_path / "clips.parquet")
+    clips = read_manifest(tmp_path, "clips")
+    assert {"predicted_expression", "predicted_prob", "intensity"} <= set(clips.columns)
