@@ -75,3 +75,32 @@ def test_only_review_and_gold_tasks_carry_the_model_prediction(role, carries, tm
     off = ExpressionConfig(predictions_on=[])
     assert "predictions" not in with_prediction(task_payload(clip, row, LabelStudioConfig(), tmp_path), clip, role, off)
     assert "predictions" not in with_prediction({"data": {}}, clips().iloc[11], role, ExpressionConfig())  # unscored
+
+
+@pytest.mark.labelstudio
+def test_through_real_label_studio_quota_first_and_predictions_for_experts_only(labelstudio, tmp_path):
+    from annotation.push import push_review, push_tasks
+    from schemas.manifests import read_manifest, write_manifest
+    from tests.labelstudio_support import make_workdir
+
+    ids = make_workdir(tmp_path, 6)
+    clips = read_manifest(tmp_path, "clips")
+    clips["predicted_expression"] = ["Neutral", "Fear", "Neutral", "Neutral", "Fear", "Happy"]
+    clips["predicted_prob"] = [0.9, 0.6, 0.8, 0.7, 0.7, 0.9]
+    clips["intensity"] = [0.1, 0.7, 0.2, 0.3, 0.6, 0.9]
+    write_manifest(tmp_path, "clips", clips)
+    cfg = labelstudio.config(gold_fraction=0, min_gold_per_group=0)
+    cfg = cfg.model_copy(update={"expression": ExpressionConfig(quota={"Fear": 2})})
+    client = labelstudio.client
+    push_tasks(tmp_path, cfg, client, local_root=labelstudio.clips_root)
+    tasks = read_manifest(tmp_path, "tasks")
+    for _, copy in tasks.groupby("copy_index"):  # Label Studio serves a copy's tasks in import order
+        assert copy.sort_values("task_id")["clip_id"].tolist()[:2] == [ids[4], ids[1]]  # Fear, surest first
+        crowd_task = client.sdk.tasks.get(str(copy["task_id"].iloc[0]))
+        assert not crowd_task.predictions
+    push_review(tmp_path, cfg, client, [ids[5]], local_root=labelstudio.clips_root)
+    review = read_manifest(tmp_path, "tasks").query("project_role == 'review'")
+    task = client.sdk.tasks.get(str(review["task_id"].iloc[0]))
+    (pred,) = task.predictions
+    pred = pred if isinstance(pred, dict) else pred.model_dump()
+    assert pred["result"][0]["value"]["choices"] == ["Pride"] and pred["score"] == pytest.approx(0.9)
