@@ -40,6 +40,6 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from None
         out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out, index=False)
-        counts = table["prediction"].value_counts()
-        console.print(f"{len(table)} test clips predicted -> {out} ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
+        counts = ", ".join(f"{k} {v}" for k, v in table["prediction"].value_counts().items())
+        console.print(f"{len(table)} test clips predicted -> {out} ({counts}); "
                       f"score it with `ferv evaluate {release} {out}`")

@@ -104,12 +104,20 @@ def spread_windows(first: int, end: int, count: int, shortest: int, longest: int
     return out
 
 
-def expression_runs(frames: np.ndarray, probabilities: np.ndarray, smooth: int = 3) -> list[tuple[int, int, int, int, float]]:
+@dataclass(frozen=True)
+class Run:
+    """Consecutive scored frames of a track with one top expression."""
+
+    first: int  # first and last scored frame
+    last: int
+    peak: int  # the middle of the frames within PLATEAU of the run's highest probability of its expression
+    expression: int  # index into EXPRESSIONS
+    weight: float  # peak intensity 1 - P(Neutral); 0 for a neutral run
+
+
+def expression_runs(frames: np.ndarray, probabilities: np.ndarray, smooth: int = 3) -> list[Run]:
     """Runs of one top expression over the scored frames (``frames`` ascending, ``probabilities`` (F, 7), the
-    model's scores averaged over ``smooth`` neighbours to damp flicker): per run its first and last scored
-    frame, the frame of its peak (the middle of the frames within ``PLATEAU`` of the highest probability of its
-    expression), its expression index and a weight
-    (the peak intensity ``1 - P(Neutral)``; 0 for a neutral run)."""
+    model's scores averaged over ``smooth`` neighbours to damp flicker); a change of the top class starts a run."""
     if not len(frames):
         return []
     kernel = np.ones(smooth) / smooth if smooth > 1 and len(frames) >= smooth else np.ones(1)
@@ -124,7 +132,7 @@ def expression_runs(frames: np.ndarray, probabilities: np.ndarray, smooth: int =
             plateau = np.flatnonzero(run >= run.max() - PLATEAU)
             peak = begin + int(plateau[len(plateau) // 2])
             weight = 0.0 if cls == NEUTRAL else float(1.0 - smoothed[begin:i, NEUTRAL].min())
-            runs.append((int(frames[begin]), int(frames[i - 1]), int(frames[peak]), cls, weight))
+            runs.append(Run(int(frames[begin]), int(frames[i - 1]), int(frames[peak]), cls, weight))
             begin = i
     return runs
 
@@ -139,19 +147,19 @@ def expression_windows(track: Track, stride: int, shortest: int, longest: int) -
     scored = ~np.isnan(track.expression).any(axis=1)
     frames = track.frames[scored]
     first, end = int(track.frames[0]), int(track.frames[-1]) + 1
-    windows: list[tuple[float, int, Window]] = []
+    windows: list[tuple[int, int, Window]] = []  # (not the first of its expression, order, window)
     seen: set[int] = set()
-    for run_start, run_last, peak, cls, weight in sorted(expression_runs(frames, track.expression[scored]),
-                                                          key=lambda r: (-r[4], r[0])):
-        span = min(end, run_last + stride) - run_start
+    for run in sorted(expression_runs(frames, track.expression[scored]), key=lambda r: (-r.weight, r.first)):
+        span = min(end, run.last + stride) - run.first
         length = min(longest, max(shortest, span), end - first)
-        a = peak - length // 2
+        a = run.peak - length // 2
         if span >= length:  # keep the window inside its run
-            a = min(max(run_start, a), run_start + span - length)
+            a = min(max(run.first, a), run.first + span - length)
         a = min(max(first, a), end - length)
-        windows.append((0 if cls not in seen else 1, len(windows), Window(a, a + length, f"expression {EXPRESSIONS[cls]}")))
-        seen.add(cls)
-    return [w for _, _, w in sorted(windows, key=lambda t: (t[0], t[1]))]
+        window = Window(a, a + length, f"expression {EXPRESSIONS[run.expression]}")
+        windows.append((int(run.expression in seen), len(windows), window))
+        seen.add(run.expression)
+    return [w for _, _, w in sorted(windows)]
 
 
 def gaps(first: int, end: int, taken: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -105,8 +105,9 @@ def test_expression_runs_follow_changes_of_the_top_class():
     frames = np.arange(0, 160, 8)
     probs = np.array([one_hot("Neutral")] * 10 + [one_hot("Happy")] * 10)
     runs = expression_runs(frames, probs)
-    assert [(a, b, EXPRESSIONS[c]) for a, b, _, c, _ in runs] == [(0, 72, "Neutral"), (80, 152, "Happy")]
-    assert runs[0][4] == 0.0 and runs[1][4] == pytest.approx(0.9 + 0.1 / 6 * 5, abs=0.02)
+    assert [(r.first, r.last, EXPRESSIONS[r.expression]) for r in runs] == [(0, 72, "Neutral"), (80, 152, "Happy")]
+    assert runs[0].weight == 0.0 and runs[1].weight == pytest.approx(0.9 + 0.1 / 6 * 5, abs=0.02)
+    assert runs[1].peak == 120  # the middle of its plateau
 
 
 def test_scores_never_cost_coverage_free_parts_are_filled_around_the_event_windows():

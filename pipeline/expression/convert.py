@@ -90,7 +90,7 @@ def convert(hdf5: Path):
         layers = config["config"]["layers"]
         out: dict[str, str] = {}  # Keras layer -> the ONNX tensor of its output
         # a convolution's output is held back until its batch normalization is known, then emitted folded
-        pending: dict[str, tuple[str, list[str], dict]] = {}
+        pending: dict[str, tuple[str, list, dict]] = {}  # conv layer -> (input, [kernel, bias], attributes)
 
         for layer in layers:
             kind, name, cfg = layer["class_name"], layer["name"], layer["config"]
@@ -102,9 +102,9 @@ def convert(hdf5: Path):
                 attrs = {"strides": cfg["strides"], **_pads(cfg)}
                 if kind == "SeparableConv2D":
                     depthwise = g.weight(name, "depthwise_kernel")  # (kh, kw, C, 1)
-                    channels = depthwise.shape[2]
-                    x = g.node("Conv", [x, g.tensor(f"{name}_dw", depthwise.transpose(2, 3, 0, 1))], f"{name}_depthwise",
-                               group=channels, kernel_shape=list(depthwise.shape[:2]), **attrs)
+                    weights = g.tensor(f"{name}_dw", depthwise.transpose(2, 3, 0, 1))
+                    x = g.node("Conv", [x, weights], f"{name}_depthwise", group=depthwise.shape[2],
+                               kernel_shape=list(depthwise.shape[:2]), **attrs)
                     kernel, attrs = g.weight(name, "pointwise_kernel"), {"strides": [1, 1], "pads": [0, 0, 0, 0]}
                 else:
                     kernel = g.weight(name, "kernel")  # (kh, kw, Cin, Cout)
