@@ -27,7 +27,7 @@ import pandas as pd
 
 from pipeline import yuv
 from pipeline.decode import StreamInfo, fit_width, open_info, read_frames
-from pipeline.expression import expression_enabled, face_scorer
+from pipeline.expression import expression_enabled, face_scorer, frame_scores
 from pipeline.export import ClipFiles, existing_clip, range_frames, write_clip
 from pipeline.faces import models_dir, resolve_faces
 from pipeline.media import VideoError
@@ -275,8 +275,9 @@ def _plan(workdir: Path, source_id: str, info: StreamInfo, cfg: BuildConfig,
     tracks = build_tracks(shot.detections, (record.start_frame, record.end_frame), cfg.tracks, cfg.faces.stride)
     for ordinal, track in enumerate(tracks):
         tid = make_track_id(source_id, record.shot_index, ordinal)
-        rows.tracks += [TrackRow(tid, source_id, record.shot_index, int(f), *map(float, b), float(s), bool(i))
-                        for f, b, s, i in zip(track.frames, track.boxes, track.scores, track.interpolated)]
+        scores = frame_scores(track.expression, len(track.frames))  # top expression, intensity per frame
+        rows.tracks += [TrackRow(tid, source_id, record.shot_index, int(f), *map(float, b), float(s), bool(i), *e)
+                        for f, b, s, i, e in zip(track.frames, track.boxes, track.scores, track.interpolated, scores)]
         kept, dropped = select_candidates(track, info.fps, cfg.select, source_id, tid, record.shot_index,
                                           cfg.faces.stride)
         rows.rejects += dropped

@@ -60,6 +60,9 @@ class TrackRow:
     y2: float
     score: float
     interpolated: bool
+    predicted_expression: str | None = None  # the expression model's top class on this frame's face (detected
+    # frames, when scoring is on)
+    intensity: float | None = None  # 1 - P(Neutral) on this frame's face
 
 
 @dataclass

@@ -114,6 +114,11 @@ def test_candidates_cover_both_parts_of_one_long_shot_and_the_model_tells_them_a
     assert not (calm["predicted_expression"] == "Happy").any()
     assert smiling["intensity"].min() > calm["intensity"].max()
     assert clips["predicted_prob"].between(0, 1).all()
+    tracks = read_manifest(root, "tracks")
+    scored = tracks[tracks["predicted_expression"].notna()]
+    assert len(scored) and not scored["interpolated"].any()
+    assert tracks.loc[tracks["interpolated"], "intensity"].isna().all()
+    assert (scored.loc[scored["frame"] >= smile_from, "predicted_expression"] == "Happy").mean() > 0.9
     print("clip frames:", clips["num_frames"].tolist(), clips["predicted_expression"].tolist(),
           clips["intensity"].round(2).tolist())
 

@@ -98,6 +98,15 @@ def summary(probabilities: np.ndarray) -> tuple[str | None, float | None, float 
     return EXPRESSIONS[top], float(mean[top]), float(1.0 - mean[NEUTRAL])
 
 
+def frame_scores(probabilities: np.ndarray | None, frames: int) -> list[tuple[str | None, float | None]]:
+    """Per frame of a track, its top expression and intensity (``1 - P(Neutral)``) from ``(F, 7)``
+    probabilities; ``(None, None)`` where the frame was not scored (or without scores)."""
+    if probabilities is None or not probabilities.shape[1]:
+        return [(None, None)] * frames
+    return [(None, None) if np.isnan(p).any() else (EXPRESSIONS[int(p.argmax())], float(1.0 - p[NEUTRAL]))
+            for p in probabilities]
+
+
 def expression_enabled(cfg: BuildConfig) -> bool:
     """Whether the clips stage scores expressions: ``expression.enabled`` on/off, or for ``auto`` whether the
     model file is in the models directory."""
