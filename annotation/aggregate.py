@@ -38,10 +38,10 @@ import pandas as pd
 
 from annotation.agreement import agreement_summary
 from annotation.gold import gold_labels, read_gold
+from pipeline.failures import failure_row
 from annotation.trust import COPY_KEY, KEPT_VERDICTS, current_votes, enforce_caps, judge_copies, with_task_info
 from schemas.config import AggregateConfig, BuildConfig
 from schemas.manifests import append_manifest, manifest_lock, read_manifest, write_manifest
-from schemas.records import FailureRecord
 from schemas.taxonomy import TAXONOMY
 
 ACCEPTED, AMBIGUOUS, UNUSABLE, GOLD = "accepted", "ambiguous", "unusable", "gold"
@@ -216,8 +216,8 @@ def _known_labels(workdir: Path, votes: pd.DataFrame) -> pd.DataFrame:
     forgotten."""
     known = votes["label"].isna() | votes["label"].isin([*TAXONOMY.expression_names, TAXONOMY.pass_label])
     bad = votes[~known]
-    failures = [FailureRecord(stage=STAGE, input_id=str(row.annotation_id), error_kind="UnknownLabel",
-                              message=f"annotation {row.annotation_id} on clip {row.clip_id} by {row.annotator} has "
+    failures = [failure_row(STAGE, str(row.annotation_id), "UnknownLabel",
+                              f"annotation {row.annotation_id} on clip {row.clip_id} by {row.annotator} has "
                                       f"label {row.label!r}, not an expression or {TAXONOMY.pass_label}; fix the "
                                       "labelling config or the vote in Label Studio and sync again")
                 for row in bad.itertuples(index=False)]

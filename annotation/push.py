@@ -12,9 +12,9 @@ Tasks: the key is (project, clip_id, group_id), stored in each task's ``meta``. 
 the tasks a project already has, so a push that crashed after importing but before writing
 ``tasks.parquet`` resumes without duplicates; ``tasks.parquet`` is appended after every batch.
 
-Storage: ``labelstudio.storage = "local"`` adds a Local Files storage rooted at the work directory (which
-must lie under the server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``) and task URLs are
-``/data/local-files/?d=<path relative to that root>``. ``"s3"`` adds an S3 (or MinIO: ``s3_endpoint``)
+Storage: ``labelstudio.storage = "local"`` adds a Local Files storage at the work directory's clips folder as
+Label Studio sees it in its document root, the media root (``annotation.media``: only clips are served), and
+task URLs are ``/data/local-files/?d=<path relative to that root>``. ``"s3"`` adds an S3 (or MinIO: ``s3_endpoint``)
 import storage with presigned URLs, credentials from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, and
 task URLs ``s3://<s3_bucket>/<s3_prefix>/<path relative to the work directory>`` (clips uploaded by you).
 """
@@ -30,6 +30,8 @@ import pandas as pd
 
 from annotation.client import LSClient
 from annotation.labeling_config import instructions, labeling_config
+from annotation.locks import one_at_a_time
+from annotation.media import clip_url, clips_storage, media_root
 from annotation.priority import prioritize, with_prediction
 from pipeline.progress import ProgressFn, no_progress
 from schemas.config import BuildConfig, LabelStudioConfig
@@ -66,10 +68,10 @@ def provision_project(client: LSClient, title: str, maximum_annotations: int = 1
     return client.call(f"create project {title!r}", client.sdk.projects.create, title=title, **settings).id
 
 
-def ensure_storage(client: LSClient, project_id: int, cfg: LabelStudioConfig, workdir: Path) -> None:
-    """Attach the clips' storage to a project once (Local Files at ``workdir``, or S3)."""
+def ensure_storage(client: LSClient, project_id: int, cfg: LabelStudioConfig, storage: Path | None) -> None:
+    """Attach the clips' storage to a project once (Local Files at ``storage``, see ``annotation.media``; or S3)."""
     if cfg.storage == "local":
-        path = str(workdir.resolve())
+        path = str(storage)
         have = client.call("list storages", client.sdk.import_storage.local.list, project=project_id)
         if not any(s.path == path for s in have):
             client.call("add local storage", client.sdk.import_storage.local.create, project=project_id, path=path,
@@ -85,23 +87,28 @@ def ensure_storage(client: LSClient, project_id: int, cfg: LabelStudioConfig, wo
                     aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"), title="ferv clips")
 
 
-def media_url(cfg: LabelStudioConfig, workdir: Path, rel_path: str, local_root: Path | None = None) -> str:
+def media_url(cfg: LabelStudioConfig, workdir: Path, rel_path: str, storage: Path | None = None) -> str:
     """The URL Label Studio shows for a clip file given relative to the work directory."""
     if cfg.storage == "s3":
         return f"s3://{cfg.s3_bucket}/{'/'.join(p for p in [(cfg.s3_prefix or '').strip('/'), rel_path] if p)}"
-    root = (local_root or workdir).resolve()
-    return f"/data/local-files/?d={(workdir.resolve() / rel_path).relative_to(root).as_posix()}"
+    return clip_url(storage, workdir, rel_path)
+
+
+def served_clips(cfg: LabelStudioConfig, workdir: Path, local_root: str | Path | None) -> Path | None:
+    """The local storage of this work directory's clips under ``local_root`` (Label Studio's document root;
+    default ``labelstudio.media_root``); None for S3."""
+    return clips_storage(workdir, local_root or media_root(cfg, workdir)) if cfg.storage == "local" else None
 
 
 def task_payload(clip: pd.Series, row: pd.Series, cfg: LabelStudioConfig, workdir: Path,
-                 local_root: Path | None = None) -> dict:
+                 storage: Path | None = None) -> dict:
     """One task to import: the clip's media URLs and scene name (data) and its key (meta)."""
     scene = TAXONOMY.scene(clip["scene"]).display if clip["scene"] in TAXONOMY.scene_names else clip["scene"]
     key = {"clip_id": clip["clip_id"], "group_id": row["group_id"], "copy_index": int(row["copy_index"]),
            "is_gold": bool(row["is_gold"])}
     data = {"clip_id": clip["clip_id"], "scene": clip["scene"], "scenario": clip["scenario"], "scene_display": scene,
-            "scene_video": media_url(cfg, workdir, clip["scene_path"], local_root),
-            "crop_video": media_url(cfg, workdir, clip["crop_path"], local_root)}
+            "scene_video": media_url(cfg, workdir, clip["scene_path"], storage),
+            "crop_video": media_url(cfg, workdir, clip["crop_path"], storage)}
     return {"data": data, "meta": key}
 
 
@@ -135,16 +142,16 @@ def import_tasks(client: LSClient, project_id: int, payloads: list[dict], batch_
     return ids
 
 
+@one_at_a_time
 def push_tasks(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress: ProgressFn = no_progress,
                local_root: str | Path | None = None) -> PushSummary:
     """Push ``clips.parquet`` as tasks of the copy projects; record them in ``tasks.parquet``.
 
-    ``local_root`` is the server's local-files document root (default: the work directory's parent: Label
-    Studio refuses a storage at the document root itself, and ``ferv labelstudio up`` serves the parent).
+    ``local_root`` is the server's local-files document root (default: ``labelstudio.media_root``).
     """
     workdir = Path(workdir)
-    local_root = Path(local_root) if local_root else workdir.resolve().parent
     ls = cfg.labelstudio
+    storage = served_clips(ls, workdir, local_root)
     clips = read_manifest(workdir, "clips").set_index("clip_id", drop=False)
     tasks = read_manifest(workdir, "tasks")
     rows = prioritize(plan(workdir, cfg, clips, tasks), clips, cfg.expression)
@@ -153,7 +160,7 @@ def push_tasks(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress
         title = copy_title(ls, copy_index)
         pid = provision_project(client, title)
         summary.projects[title] = pid
-        ensure_storage(client, pid, ls, workdir)
+        ensure_storage(client, pid, ls, storage)
         mine = rows[rows["copy_index"] == copy_index].sort_values("position", kind="stable")
         mine = mine[mine["clip_id"].isin(clips.index)]
         in_ls = client.task_keys(pid)
@@ -170,7 +177,7 @@ def push_tasks(workdir: str | Path, cfg: BuildConfig, client: LSClient, progress
         summary.existing += len(mine) - len(todo)
         for start in range(0, len(todo), ls.batch_size):
             batch = todo.iloc[start:start + ls.batch_size]
-            payloads = [task_payload(clips.loc[r["clip_id"]], r, ls, workdir, local_root) for _, r in batch.iterrows()]
+            payloads = [task_payload(clips.loc[r["clip_id"]], r, ls, workdir, storage) for _, r in batch.iterrows()]
             ids = import_tasks(client, pid, payloads, ls.batch_size)
             now = datetime.now(UTC)
             append_manifest(workdir, "tasks", [
@@ -187,21 +194,22 @@ def _task_row(pid: int, key: tuple[str, str], task_id: int, copy_index: int, is_
             "copy_index": copy_index, "group_id": group_id, "is_gold": bool(is_gold), "pushed_at": now}
 
 
+@one_at_a_time
 def push_review(workdir: str | Path, cfg: BuildConfig, client: LSClient, clip_ids: list[str],
                 progress: ProgressFn = no_progress, local_root: str | Path | None = None) -> PushSummary:
     """Put clips into the expert review project (once each); the caller picks them (e.g.
     ``annotation.trust.review_queue``). Recorded in ``tasks.parquet`` with ``project_role="review"``."""
     workdir = Path(workdir)
-    local_root = Path(local_root) if local_root else workdir.resolve().parent
     ls = cfg.labelstudio
+    storage = served_clips(ls, workdir, local_root)
     clips = read_manifest(workdir, "clips").set_index("clip_id", drop=False)
     title = copy_title(ls, REVIEW_COPY)
     pid = provision_project(client, title)
-    ensure_storage(client, pid, ls, workdir)
+    ensure_storage(client, pid, ls, storage)
     in_ls = client.task_keys(pid)
     todo = [c for c in dict.fromkeys(clip_ids) if (c, "review") not in in_ls and c in clips.index]
     rows = pd.DataFrame({"clip_id": todo, "group_id": "review", "copy_index": REVIEW_COPY, "is_gold": False})
-    payloads = [with_prediction(task_payload(clips.loc[r["clip_id"]], r, ls, workdir, local_root),
+    payloads = [with_prediction(task_payload(clips.loc[r["clip_id"]], r, ls, workdir, storage),
                                 clips.loc[r["clip_id"]], "review", cfg.expression) for _, r in rows.iterrows()]
     ids = import_tasks(client, pid, payloads, ls.batch_size, progress, title)
     now = datetime.now(UTC)

@@ -54,8 +54,8 @@ def ensure_user(client: LSClient, email: str, role: Role) -> Annotator:
 
 
 def write_private(path: Path, text: str) -> Path:
-    """Write ``text`` to a file only its owner can read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``text`` to a file only its owner can read (in a folder only its owner can list, if made here)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text + "\n")

@@ -45,16 +45,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ferv-bench-ls-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
-        srv = server.start(root / "data", root, port=server.free_port(), token_env="FERV_BENCH_UNUSED")
+        srv = server.start(root / "data", root / "media", port=server.free_port(), token_env="FERV_BENCH_UNUSED")
         print(f"label studio start: {time.perf_counter() - t0:.1f} s")
         try:
             client = LSClient(srv.url, srv.token)
-            cfg = BuildConfig.model_validate({"labelstudio": {"url": srv.url, "project_title": "bench"},
+            cfg = BuildConfig.model_validate({"labelstudio": {"url": srv.url, "project_title": "bench",
+                                                              "media_root": str(root / "media")},
                                               "annotation": {"annotators_per_clip": 1, "gold_fraction": 0,
                                                              "min_gold_per_group": 0}})
             push_dir = root / "push"
             write_manifest(push_dir, "clips", [
-                clip_row(f"c{i:06d}", TAXONOMY.scene_names[i % 22], scene_path=f"s/{i}.mp4", crop_path=f"c/{i}.mp4")
+                clip_row(f"c{i:06d}", TAXONOMY.scene_names[i % 22], scene_path=f"clips/s/{i}.mp4",
+                         crop_path=f"clips/c/{i}.mp4")
                 for i in range(args.tasks)])
             pushed, t_push = _timed(push_tasks, push_dir, cfg, client)
             print(f"push {pushed.created} tasks: {t_push:.1f} s ({pushed.created / t_push:.0f} tasks/s)")

@@ -60,17 +60,19 @@ def child(workdir: Path, config_json: str) -> None:
 
 
 def bench(seconds: float, root: Path, config: dict) -> dict:
+    from pipeline.acquire import acquire
     from pipeline.media import ffmpeg_exe, probe
     from pipeline.samples import long_video
-    from tests.clips_support import make_workdir
+    from schemas.config import BuildConfig
 
-    video = root / f"bench_{int(seconds)}s_720p.mp4"
+    video = root / f"input_{int(seconds)}s" / f"bench_{int(seconds)}s_720p.mp4"
     if not video.exists():
+        video.parent.mkdir(parents=True, exist_ok=True)
         long_video(video, seconds)
     info = probe(video)
     work = root / f"work_{int(seconds)}s"
     subprocess.run(["rm", "-rf", str(work)], check=True)
-    make_workdir(work, [(video, "Talkshow")])
+    acquire(work, BuildConfig(), local_dir=video.parent, scene="Talkshow", search=False)
     decode, decode_cpu = _timed([ffmpeg_exe(), "-nostdin", "-i", str(video), "-f", "null", "-"])
     scenedetect, _ = _timed([str(ROOT / ".venv/bin/scenedetect"), "-i", str(video), "detect-content"])
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

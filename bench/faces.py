@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.faces import load_detector, models_dir  # noqa: E402
 from pipeline.faces.boxes import Canvas  # noqa: E402
-from pipeline.faces.centerface import HEATMAP, INPUT, MULTIPLE, OFFSET, SCALE  # noqa: E402
+from pipeline.faces.centerface_graph import HEATMAP, INPUT, MULTIPLE, OFFSET, SCALE  # noqa: E402
 from pipeline.models import fetch_model  # noqa: E402
 from schemas.config import FacesConfig  # noqa: E402
 

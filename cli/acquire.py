@@ -19,20 +19,19 @@ def acquire(
                                help="A folder of videos; sub-folders named after scenes give the scene."),
     scene: str = typer.Option(None, help="Scene for every source (or the scene to search)."),
     search: bool = typer.Option(None, "--search/--no-search", help="Search the scenes' keywords with yt-dlp."),
+    allow_private: bool = typer.Option(False, "--allow-private",
+                                       help="Also fetch from loopback, link-local and private addresses."),
 ) -> None:
     """Fetch source videos into WORKDIR/videos and record them in sources.parquet."""
-    from pipeline.acquire import AcquireError, acquire as run
+    from pipeline.acquire import acquire as run
     from schemas.config import load_config
     from schemas.manifests import read_manifest
 
     root = workdir_arg(workdir)
     cfg = load_config(config)
-    try:
-        with rich_progress() as progress:
-            summary = run(root, cfg, urls_file=urls, local_dir=local, scene=scene, search=search, progress=progress)
-    except (AcquireError, KeyError) as exc:
-        err_console.print(f"[red]acquire:[/red] {exc}")
-        raise typer.Exit(2) from None
+    with rich_progress() as progress:
+        summary = run(root, cfg, urls_file=urls, local_dir=local, scene=scene, search=search,
+                      allow_private=allow_private, progress=progress)
     table = Table(title=f"Acquisition into {root}")
     for col in ("fetched", "already there", "failed", "sources in manifest"):
         table.add_column(col)

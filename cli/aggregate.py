@@ -84,13 +84,10 @@ def register(app: typer.Typer) -> None:
                                                                   "confusion matrix (default PREDICTIONS-eval)."),
     ) -> None:
         """WAR and UAR of predictions on the test split: overall, per scenario, per scene; confusion matrix."""
-        from pipeline.evaluate import EXPRESSIONS, EvaluationError, evaluate
+        from pipeline.evaluate import EXPRESSIONS, evaluate
 
         out = out or predictions.with_name(f"{predictions.stem}-eval")
-        try:
-            result = evaluate(release, predictions, out)
-        except EvaluationError as exc:
-            _fail(str(exc))
+        result = evaluate(release, predictions, out)  # (an EvaluationError is a user error: one line, exit 2)
         console.print(f"[bold]{result.n_clips} test clips: WAR {result.war:.4f}  UAR {result.uar:.4f}[/bold]")
         console.print(_scores_table("Per scenario", result.per_scenario, "scenario"))
         console.print(_scores_table("Per scene", result.per_scene, "scene"))

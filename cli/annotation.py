@@ -13,13 +13,13 @@ from rich.table import Table
 from cli.console import console, err_console, rich_progress
 from schemas.config import BuildConfig, load_config
 
-labelstudio_app = typer.Typer(help="Run a local Label Studio server (SQLite, local-file serving of the clips).",
+labelstudio_app = typer.Typer(help="Run a local Label Studio server (SQLite or PostgreSQL, serving the clips only).",
                               no_args_is_help=True)
 annotate_app = typer.Typer(help="Push clips to Label Studio and sync the votes back.", no_args_is_help=True)
 annotators_app = typer.Typer(help="Crowd annotators and experts (Label Studio users).", no_args_is_help=True)
 
 CONFIG = typer.Option(None, "--config", "-c", help="Build config YAML (default: built-in).")
-WORKDIR_OPT = typer.Option(None, "--workdir", "-w", help="Work directory (the clips root); default: config's.")
+WORKDIR_OPT = typer.Option(None, "--workdir", "-w", help="Work directory; default: the config's.")
 
 
 def _fail(message: str) -> None:
@@ -50,31 +50,42 @@ def _client(cfg: BuildConfig, workdir: Path | None):
 def up(config: Path | None = CONFIG, workdir: Path | None = WORKDIR_OPT,
        port: int | None = typer.Option(None, help="Port (default: the one in labelstudio.url)."),
        wait_s: float = typer.Option(180.0, help="Seconds to wait for /health.")) -> None:
-    """Start Label Studio in the background and wait until it answers."""
+    """Start Label Studio in the background and wait until it answers.
+
+    It serves the media root (labelstudio.media_root, default WORKDIR/media: links to clip folders only) and
+    refuses to start when its data directory or the work directory would be served. PostgreSQL when
+    DJANGO_DB=default and POSTGRE_NAME/USER/PASSWORD/HOST/PORT are set, else SQLite in the data directory."""
     from annotation import server
+    from annotation.media import media_root
 
     cfg = load_config(config)
     root = Path(workdir or cfg.workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     data_dir = _data_dir(cfg, workdir)
     try:
-        # Label Studio refuses a Local Files storage at its document root itself: serve the parent.
-        srv = server.start(data_dir, root.parent, port=port or urlparse(cfg.labelstudio.url).port or 8080,
-                           token_env=cfg.labelstudio.token_env, wait_s=wait_s)
+        srv = server.start(data_dir, media_root(cfg.labelstudio, root),
+                           port=port or urlparse(cfg.labelstudio.url).port or 8080,
+                           token_env=cfg.labelstudio.token_env, wait_s=wait_s, private=[root],
+                           served=[root / "clips"])
     except server.ServerError as exc:
         _fail(str(exc))
-    console.print(f"Label Studio is up at {srv.url} (pid {srv.pid}); serving clips under {srv.clips_root}")
+    console.print(f"Label Studio is up at {srv.url} (pid {srv.pid}); serving only {root / 'clips'} "
+                  f"(through {srv.clips_root}); sign-up by invitation only")
     console.print(f"API token: ${cfg.labelstudio.token_env} if set, else the file {srv.token_file}; log: {srv.log_file}")
 
 
 @labelstudio_app.command()
 def down(config: Path | None = CONFIG, workdir: Path | None = WORKDIR_OPT) -> None:
-    """Stop the local Label Studio."""
+    """Stop the local Label Studio of the data directory (never another process its pid file may name)."""
     from annotation import server
 
     cfg = load_config(config)
-    stopped = server.stop(_data_dir(cfg, workdir))
-    console.print("Label Studio stopped" if stopped else "no local Label Studio was running")
+    data_dir = _data_dir(cfg, workdir).resolve()
+    outcome = server.stop(data_dir)
+    console.print({"stopped": "Label Studio stopped",
+                   "none": "no local Label Studio was running",
+                   "foreign": f"the pid file of {data_dir} named a live process that is not its Label Studio; "
+                              "left that process alone and removed the stale pid file"}[outcome])
 
 
 @labelstudio_app.command("status")

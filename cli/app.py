@@ -9,11 +9,12 @@ import typer
 from rich.table import Table
 
 from cli import acquire, aggregate, annotation, clips, flows, models, predict, release
-from cli.console import console
+from cli.console import UserErrorsAsLines, console
 from schemas.manifests import MANIFESTS, ManifestError, manifest_path, read_table
 from schemas.taxonomy import TAXONOMY
 
 app = typer.Typer(
+    cls=UserErrorsAsLines,
     help="Build facial-expression-in-video datasets the way FERV39k was built.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,

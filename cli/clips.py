@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"Clips in {root}")
         for col in ("Sources", "Processed", "Skipped (up to date)", "Failed", *summary.counts):
             table.add_column(col)
-        table.add_row(*map(str, (summary.sources, summary.processed, summary.skipped, summary.failed,
+        table.add_row(*map(str, (summary.inputs, summary.processed, summary.skipped, summary.failed,
                                  *summary.counts.values())))
         console.print(table)
         for line in summary.failures:

@@ -42,6 +42,7 @@ def demo(
     """The main job on the embedded default: sample sources -> clips -> local Label Studio with tasks."""
     _prefect_env()
     from annotation import server
+    from annotation.media import media_root
     from flows.build import build_dataset
     from pipeline.faces import models_dir
     from pipeline.models import fetch_model
@@ -59,8 +60,8 @@ def demo(
     console.print(f"[bold]face model[/bold]: {model}")
     data_dir = Path(cfg.labelstudio.data_dir or workdir / "labelstudio")
     console.print("[bold]starting Label Studio[/bold] (about a minute on first start) ...")
-    # Label Studio refuses a Local Files storage at its document root itself: serve the parent.
-    srv = server.start(data_dir, workdir.parent, port=port, token_env=cfg.labelstudio.token_env)
+    srv = server.start(data_dir, media_root(cfg.labelstudio, workdir), port=port, token_env=cfg.labelstudio.token_env,
+                       private=[workdir], served=[workdir / "clips"])
     password_file = _admin_password(data_dir)
     result = build_dataset(config=cfg, until="release" if simulate_annotators else "push",
                            simulate=simulate_annotators, ls_data_dir=str(data_dir))

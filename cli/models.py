@@ -10,8 +10,9 @@ from rich.table import Table
 
 from cli.console import console
 from pipeline.faces import models_dir as default_models_dir
-from pipeline.models import MODELS, ModelError, fetch_model, model_path, sha256_of
+from pipeline.models import MODELS, ModelError, fetch_model, model_path
 from schemas.config import FacesConfig, load_config
+from schemas.ids import file_sha256
 
 models_app = typer.Typer(no_args_is_help=True, help="Offline model files: face detection, facial expressions.")
 
@@ -64,7 +65,7 @@ def list_models(
         path = model_path(name, folder)
         if not path.is_file():
             status = f"[yellow]missing: run `ferv models fetch {name}`[/yellow]"
-        elif sha256_of(path) != spec.sha256:
+        elif file_sha256(path) != spec.sha256:
             status = f"[red]checksum mismatch: run `ferv models fetch {name}`[/red]"
         else:
             status = "[green]ok[/green]"

@@ -7,6 +7,7 @@ is literally named like a sub-command needs the explicit form (``ferv release bu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -34,9 +35,9 @@ release_app = typer.Typer(
          "`export`, `rebuild` and `check` work on a built release.")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 1) -> None:
     console.print(f"[red]{message}[/red]")
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 @release_app.command("build")
@@ -46,12 +47,14 @@ def build(
     config: Path | None = typer.Option(None, "--config", "-c", help="Build config YAML (default: built-in)."),
 ) -> None:
     """Build the release of WORKDIR in OUT (same inputs and seed: byte-identical files but README.md)."""
-    from pipeline.release import ReleaseError, build_release
+    from pipeline.release import ReleaseError, SplitError, build_release
 
     try:
         cfg = load_config(config)
         with rich_progress() as progress:
             summary = build_release(workdir, out, cfg, progress=progress)
+    except SplitError as exc:  # the input cannot make a release (one source): exit 2, as for bad input
+        _fail(str(exc), code=2)
     except (ReleaseError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     console.print(f"{summary.clips} clips ({summary.train} train, {summary.test} test) from {summary.sources} "
@@ -62,21 +65,27 @@ def build(
 @release_app.command("export")
 def export(
     out: Path = typer.Argument(..., help="A built release."),
-    fmt: str = typer.Option(..., "--format", "-f", help="List format: dfer-clip | mae-dfer."),
-    dest: Path | None = typer.Option(None, "--dest", help="Folder for the lists (default OUT/5_exports/FORMAT)."),
-    root: Path | None = typer.Option(None, "--root", help="Where the release will live, for the paths in the "
-                                                          "lists (default: OUT, absolute)."),
+    fmt: str = typer.Option(..., "--format", "-f", help="dfer-clip | mae-dfer (lists) | hf (Hugging Face datasets "
+                                                        "folder) | webdataset (tar shards)."),
+    dest: Path | None = typer.Option(None, "--dest", help="Folder for the export (default OUT/5_exports/FORMAT)."),
+    root: Path | None = typer.Option(None, "--root", help="Lists: where the release will live, for the paths in "
+                                                          "them (default: OUT, absolute)."),
+    shard_clips: int = typer.Option(1000, "--shard-clips", help="webdataset: clips per shard."),
 ) -> None:
-    """Write the train/test lists DFER code reads (dfer-clip: `path frames label`, mae-dfer: `path label`;
-    DFEW label order)."""
-    from pipeline.release import export_lists
+    """Export a release: the train/test lists DFER code reads (dfer-clip: `path frames label`, mae-dfer:
+    `path label`; DFEW label order), a Hugging Face `datasets` folder (`load_dataset(DEST)`), or WebDataset
+    shards. Fails on an empty split list."""
+    from pipeline.release import export_release
 
     try:
-        paths = export_lists(out, fmt, dest, root)
+        paths = export_release(out, fmt, dest, root, shard_clips)
     except (ValueError, OSError) as exc:
         _fail(str(exc))
-    for path in paths:
-        console.print(f"wrote {path}")
+    if fmt in ("hf", "webdataset"):
+        console.print(f"wrote {len(paths)} {fmt} files in {os.path.commonpath(paths)}")
+    else:
+        for path in paths:
+            console.print(f"wrote {path}")
 
 
 @release_app.command("rebuild")

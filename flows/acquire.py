@@ -1,15 +1,17 @@
-"""Acquire flow: plan sources, fetch each one in its own task (download-limited), record them."""
+"""Acquire flow: plan sources, fetch each one in its own task (download-limited) through the runner."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.concurrency.sync import concurrency
 
-from flows.runtime import (DOWNLOAD_LIMIT, ensure_concurrency_limits, gather, publish, resolve_config, stage_failures,
-                           task_runner, workdir_of)
+from flows.runtime import DOWNLOAD_LIMIT, ensure_concurrency_limits, gather, publish, resolve_config, task_runner, workdir_of
 from pipeline import acquire as stage
+from pipeline import run as runner
+from pipeline.failures import stage_failures
 from schemas.config import BuildConfig
-from schemas.ids import config_hash
 from schemas.manifests import read_manifest
 
 
@@ -20,32 +22,36 @@ def _cache_key(ctx, p) -> str | None:
     if not found:
         return None
     st = found[0].stat()
-    return f"acquire-{p['workdir']}-{candidate.source_id}-{config_hash(p['cfg'].acquire)}-{st.st_size}-{st.st_mtime_ns}"
+    return f"acquire-{p['workdir']}-{candidate.source_id}-{p['fetch'].stamp}-{st.st_size}-{st.st_mtime_ns}"
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], cache_key_fn=_cache_key, persist_result=True,
       task_run_name="fetch {candidate.source_id}")
-def fetch_source(workdir: str, candidate: stage.SourceCandidate, cfg: BuildConfig):
-    """Fetch one source; failed states are not cached, so a re-run tries it again."""
+def fetch_source(workdir: str, candidate: stage.SourceCandidate, fetch: stage.AcquireStage) -> runner.Outcome:
+    """Fetch one source through the runner (which records it, or records or clears its failure row); a failure
+    fails the task, so its retries run and a failed state is not cached."""
     with concurrency(DOWNLOAD_LIMIT, occupy=1, lease_duration=60):
-        return stage.fetch_source(workdir, candidate, cfg)
+        outcome = runner.run_one(Path(workdir), fetch, candidate)
+    if not outcome.ok:
+        raise runner.StageFailed(outcome.failure)
+    return outcome
 
 
 @flow(name="acquire")
 def acquire_flow(config: str | dict | BuildConfig | None = None, workdir: str | None = None,
                  urls_file: str | None = None, local_dir: str | None = None, scene: str | None = None,
-                 search: bool | None = None) -> dict:
+                 search: bool | None = None, allow_private: bool = False) -> dict:
     """Fetch source videos per scene keyword, from a URL list or from a local folder."""
     cfg = resolve_config(config, workdir)
     root = workdir_of(cfg)
     ensure_concurrency_limits(cfg.runner)
     candidates = stage.plan_sources(root, cfg, urls_file=urls_file, local_dir=local_dir, scene=scene, search=search)
     get_run_logger().info("%d source candidates", len(candidates))
-    futures = fetch_source.map(unmapped(str(root)), candidates, unmapped(cfg))
-    fetched = gather(root, "acquire", [c.source_id for c in candidates], futures)
-    stage.record_sources(root, fetched)
-    failures = stage_failures(root, "acquire")
-    counts = {"candidates": len(candidates), "fetched": len(fetched), "failed": len(failures),
+    fetch = stage.AcquireStage(root, cfg, allow_private)
+    futures = fetch_source.map(unmapped(str(root)), candidates, unmapped(fetch))
+    outcomes = gather(root, fetch.name, [c.source_id for c in candidates], futures)
+    failures = stage_failures(root, fetch.name)
+    counts = {"candidates": len(candidates), "fetched": sum(o.ok for o in outcomes), "failed": len(failures),
               "sources in manifest": len(read_manifest(root, "sources"))}
     publish("ferv-acquire", "Acquisition", counts,
             {"Failures": failures})

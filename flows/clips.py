@@ -7,33 +7,35 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.concurrency.sync import concurrency
 
-from flows.runtime import (GPU_LIMIT, ensure_concurrency_limits, gather, publish, resolve_config, stage_failures,
-                           task_runner, workdir_of)
+from flows.runtime import GPU_LIMIT, ensure_concurrency_limits, gather, publish, resolve_config, task_runner, workdir_of
 from pipeline import clips as stage
+from pipeline import run as runner
+from pipeline.failures import stage_failures
 from schemas.config import BuildConfig
 from schemas.ids import stable_hash
-from schemas.manifests import read_manifest
+from schemas.manifests import read_manifest, read_records
+from schemas.records import SourceRecord
 
 
 def _cache_key(ctx, p) -> str | None:
     """Cache only what is on disk: no completion marker, no cache (a deleted work directory is redone);
     the marker holds the stage's config hash, so a changed config misses too."""
-    marker = stage.completion_marker(Path(p["workdir"]), p["source_id"])
+    marker = runner.completion_marker(Path(p["workdir"]), p["source"].source_id)
     if not marker.exists():
         return None
-    return f"clips-{p['workdir']}-{p['source_id']}-{stage.stage_config_hash(p['cfg'])}-{stable_hash(marker.read_text())}"
+    return f"clips-{p['workdir']}-{p['source'].source_id}-{p['clips'].stamp}-{stable_hash(marker.read_text())}"
 
 
 @task(retries=1, retry_delay_seconds=10, cache_key_fn=_cache_key, persist_result=True,
-      task_run_name="clips {source_id}")
-def clips_for_source(workdir: str, source_id: str, cfg: BuildConfig):
+      task_run_name="clips {source.source_id}")
+def clips_for_source(workdir: str, source: SourceRecord, clips: stage.ClipsStage) -> runner.Outcome:
+    """One source through the runner (which records or clears its failure row); a failure fails the task, so
+    its retries run."""
     with concurrency(GPU_LIMIT, occupy=1, lease_duration=60):
-        return stage.process_source(Path(workdir), source_id, cfg)
-
-
-@task
-def merge(workdir: str) -> dict[str, int]:
-    return stage.merge_parts(Path(workdir))
+        outcome = runner.run_one(Path(workdir), clips, source)
+    if not outcome.ok:
+        raise runner.StageFailed(outcome.failure)
+    return outcome
 
 
 @flow(name="make-clips")
@@ -42,12 +44,15 @@ def make_clips_flow(config: str | dict | BuildConfig | None = None, workdir: str
     cfg = resolve_config(config, workdir)
     root = workdir_of(cfg)
     ensure_concurrency_limits(cfg.runner)
-    source_ids = read_manifest(root, "sources")["source_id"].tolist()
-    get_run_logger().info("%d sources", len(source_ids))
-    futures = clips_for_source.map(unmapped(str(root)), source_ids, unmapped(cfg))
-    done = gather(root, "clips", source_ids, futures)
-    counts = {"sources": len(source_ids), "processed": len(done), **merge(str(root))}
-    failures = stage_failures(root, "clips")
+    sources = read_records(root, "sources")
+    get_run_logger().info("%d sources", len(sources))
+    clips = stage.ClipsStage(root, cfg)
+    futures = clips_for_source.map(unmapped(str(root)), sources, unmapped(clips))
+    outcomes = gather(root, clips.name, [s.source_id for s in sources], futures)
+    summary = runner.summarize(outcomes, len(sources))
+    counts = {"sources": len(sources), "done": summary.processed + summary.skipped,
+              **runner.merge_parts(root, clips, [s.source_id for s in sources])}
+    failures = stage_failures(root, clips.name)
     counts["failed"] = len(failures)
     rejects = read_manifest(root, "rejects")
     reasons = rejects["reason"].value_counts().rename_axis("reason").reset_index(name="candidates")

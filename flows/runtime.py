@@ -74,14 +74,6 @@ def log_progress(logger: logging.Logger | logging.LoggerAdapter, every: float = 
     return report
 
 
-def stage_failures(workdir: Path, stage: str) -> list[dict[str, Any]]:
-    """The failures.parquet rows of one stage, as artifact table rows."""
-    from schemas.manifests import read_manifest
-
-    failures = read_manifest(workdir, "failures")
-    return failures.loc[failures["stage"] == stage, ["input_id", "error_kind", "message"]].to_dict("records")
-
-
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "_(none)_"
@@ -100,19 +92,22 @@ def publish(key: str, title: str, counts: dict[str, Any], tables: dict[str, list
 
 
 def gather(workdir: Path, stage: str, input_ids: list[str], futures) -> list:
-    """Results of mapped tasks; each one that failed for good becomes a row of failures.parquet."""
-    from schemas.manifests import record_failure
-    from schemas.records import FailureRecord
+    """Outcomes of mapped runner tasks (:func:`pipeline.run.run_one`), in order. A task that failed for good
+    already has its failure row (the runner's); one that crashed outside the runner gets one now."""
+    from pipeline import run as runner
 
-    results = []
+    outcomes = []
     for input_id, future in zip(input_ids, futures):
         future.wait()
         state = future.state
         if state.is_completed():
-            results.append(future.result())
+            outcomes.append(future.result())
             continue
         exc = state.result(raise_on_failure=False)
+        if isinstance(exc, runner.StageFailed):
+            outcomes.append(runner.Outcome(input_id, failure=exc.failure))
+            continue
         if not isinstance(exc, BaseException):
             exc = RuntimeError(f"task ended in state {state.type.value}: {state.message}")
-        record_failure(workdir, FailureRecord.from_exception(stage, input_id, exc))
-    return results
+        outcomes.append(runner.fail(workdir, stage, input_id, exc))
+    return outcomes

@@ -1,29 +1,42 @@
 """Acquisition: source videos per scene keyword (yt-dlp search), from URL lists, or from local folders.
 
-Files are named from source ids, never from titles. A source already in ``sources.parquet`` is not fetched
-again, and yt-dlp's download archive (``videos/.ytdlp-archive.txt``) skips what it already downloaded; the
-generic extractor keys that archive by file name, so ours keys generic downloads by source id instead.
+Files are named from source ids, never from titles. A source already in ``sources.parquet`` whose file is still
+there with its recorded sha256 is not fetched again (a missing or changed file is); yt-dlp's download archive
+(``videos/.ytdlp-archive.txt``) skips what it already downloaded; the generic extractor keys that archive by
+file name, so ours keys generic downloads by source id instead.
+
+Inputs are bounded: only http(s) URLs, and not to loopback, link-local or private addresses unless
+``allow_private``; yt-dlp gets the size and duration caps of the config; every fetched file is probed and its
+frame rate, duration (against its frame count) and pixel count checked. :class:`AcquireStage` fetches one
+candidate per call, run by :mod:`pipeline.run`.
 """
 
 from __future__ import annotations
 
-import csv
+import ctypes
+import errno
+import ipaddress
 import multiprocessing
 import os
 import queue
 import shutil
+import signal
+import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yt_dlp
 
-from pipeline.media import VideoError, ffmpeg_exe, probe
+from pipeline.media import OutOfBounds, VideoError, VideoInfo, ffmpeg_exe, probe
 from pipeline.progress import ProgressFn, no_progress
+from pipeline.run import Outcome, run_all
 from schemas.config import AcquireConfig, BuildConfig
-from schemas.ids import file_sha256, source_id_for_content, source_id_for_url
-from schemas.manifests import append_manifest, clear_failure, read_manifest, record_failure
-from schemas.records import FailureRecord, SourceRecord, utcnow
+from schemas.errors import UserError
+from schemas.ids import config_hash, file_sha256, source_id_for_content, source_id_for_url
+from schemas.manifests import in_workdir, read_records
+from schemas.records import SourceRecord, utcnow
 from schemas.taxonomy import TAXONOMY
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
@@ -33,12 +46,26 @@ _NETWORK_HINTS = ("getaddrinfo", "Failed to resolve", "Name or service not known
                   "timed out", "No route to host")
 
 
-class AcquireError(RuntimeError):
+class AcquireError(UserError, RuntimeError):
     """A source that could not be fetched; the message names it and what to do."""
 
 
 class NoNetworkError(AcquireError):
     """Keyword search needs the network and there is none."""
+
+
+class BadSourceLine(AcquireError):
+    """A line of a URL list, or a file of a local folder, that cannot be a source."""
+
+
+class UnsafeUrl(AcquireError):
+    """A URL that is not http(s), or that points at this machine or a private network."""
+
+
+class DiskFull(AcquireError):
+    """No space left for a download; the run stops (every later source would fail the same way)."""
+
+    stops_run = True
 
 
 @dataclass(frozen=True)
@@ -51,6 +78,8 @@ class SourceCandidate:
     scene: str
     keyword: str | None = None
     title: str | None = None
+    problem: str | None = None  # why it cannot be fetched (a bad line of a list): its failure row
+    refetch: bool = False  # acquired before, but its file is missing or changed: fetched past yt-dlp's archive
 
 
 @dataclass
@@ -76,38 +105,100 @@ def _check_scene(scene: str | None, where: str) -> str:
     return scene
 
 
+def _bad(where: str, url: str, problem: str, scene: str | None = None) -> SourceCandidate:
+    return SourceCandidate(source_id_for_url(url or where), url, "url_list", scene or "", problem=f"{where}: {problem}")
+
+
 def read_url_list(path: str | Path, scene: str | None = None) -> list[SourceCandidate]:
-    """One URL per line, optionally ``,scene`` after it; blank lines and ``#`` comments are ignored."""
+    """One URL per line, optionally ``,scene`` after it (the last comma); blank lines and ``#`` comments are
+    ignored. Each line stands alone: a bad line becomes a candidate with its ``problem`` (a failure row once
+    run), the others are fetched."""
     out = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        for lineno, row in enumerate(csv.reader(fh), 1):
-            if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
-                continue
-            url = row[0].strip()
-            row_scene = row[1].strip() if len(row) > 1 and row[1].strip() else scene
-            out.append(SourceCandidate(source_id_for_url(url), url, "url_list",
-                                       _check_scene(row_scene, f"{path}:{lineno}")))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise AcquireError(f"{path}: not a UTF-8 text file; give one URL per line (url[,Scene])") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        url, sep, row_scene = line.rpartition(",") if "," in line else (line, "", "")
+        url, row_scene = url.strip(), row_scene.strip() or scene
+        where = f"{path}:{lineno}"
+        if not url.lower().startswith(("http://", "https://")) or any(c in url for c in '"<>\t'):
+            out.append(_bad(where, url, f"{url!r} is not an http(s) URL; write one URL per line, url[,Scene]"))
+        elif row_scene not in TAXONOMY.scene_names:
+            out.append(_bad(where, url, f"unknown or missing scene {row_scene!r}; add ',Scene' (one of "
+                                        f"{', '.join(TAXONOMY.scene_names)}) or pass --scene"))
+        else:
+            out.append(SourceCandidate(source_id_for_url(url), url, "url_list", row_scene))
     return out
 
 
 def local_candidates(folder: str | Path, scene: str | None = None) -> list[SourceCandidate]:
-    """Video files under ``folder``; the scene is the first sub-folder's name when it names a scene."""
+    """Video files under ``folder``; the scene is the first sub-folder's name when it names a scene. A file
+    that resolves outside ``folder`` (a symbolic link out of it) is refused."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise AcquireError(f"{folder}: not a folder of videos")
+        raise AcquireError(f"{folder}: not a folder of videos; pass a folder with --local")
+    root = folder.resolve()
     out = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES):
+        real = path.resolve()
+        if not real.is_relative_to(root):
+            out.append(SourceCandidate(source_id_for_url(str(path)), str(path), "local", scene or "",
+                                       problem=f"{path}: links to {real}, outside the folder {root}; copy the "
+                                               "file into the folder instead"))
+            continue
         parts = path.relative_to(folder).parts
         sub = parts[0] if len(parts) > 1 and parts[0] in TAXONOMY.scene_names else None
-        out.append(SourceCandidate(source_id_for_content(file_sha256(path)), str(path.resolve()), "local",
+        out.append(SourceCandidate(source_id_for_content(file_sha256(real)), str(real), "local",
                                    _check_scene(sub or scene, str(path)), title=path.stem))
     return out
+
+
+def check_url(url: str, allow_private: bool = False) -> None:
+    """Refuse a URL that is not http(s), or whose host is (or resolves to) a loopback, link-local, private or
+    otherwise non-public address, unless ``allow_private``."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise UnsafeUrl(f"{url}: only http(s) URLs with a host are fetched")
+    if allow_private:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parsed.hostname, parsed.port or None)}
+    except (socket.gaierror, UnicodeError):
+        return  # unresolvable: the download reports it
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global or ip.is_multicast:
+            raise UnsafeUrl(f"{url}: {parsed.hostname} is a loopback, link-local or private address ({ip}); "
+                            "pass --allow-private to fetch from your own network")
+
+
+def check_bounds(video: VideoInfo, acq: AcquireConfig, where: str) -> None:
+    """Refuse a video whose frame rate, duration (also against its frame count) or pixel count is outside
+    the config's bounds."""
+    fps = float(video.fps)
+    if not acq.min_fps <= fps <= acq.max_fps:
+        raise OutOfBounds(f"{where}: frame rate {fps:g} fps is outside acquire.min_fps..max_fps "
+                          f"({acq.min_fps:g}..{acq.max_fps:g}); re-encode it or remove it from the sources")
+    if video.width * video.height > acq.max_pixels or min(video.width, video.height) < 32:
+        raise OutOfBounds(f"{where}: {video.width}x{video.height} pixels is outside the bounds (at least 32 "
+                          f"per side, at most acquire.max_pixels = {acq.max_pixels}); scale it or remove it")
+    if video.duration_s > acq.max_duration_s:
+        raise OutOfBounds(f"{where}: duration {video.duration_s:.0f} s exceeds acquire.max_duration_s "
+                          f"({acq.max_duration_s:.0f} s); cut it or raise the limit")
+    counted = video.num_frames / fps
+    if abs(counted - video.duration_s) > max(2.0, acq.duration_tolerance * video.duration_s):
+        raise OutOfBounds(f"{where}: its header declares {video.duration_s:.1f} s but it holds {video.num_frames} "
+                          f"frames at {fps:g} fps ({counted:.1f} s); re-encode it or remove it from the sources")
 
 
 def _ydl_options(cfg: AcquireConfig) -> dict:
     return {"quiet": True, "no_warnings": True, "noprogress": True, "logger": _SilentLogger(), "socket_timeout": cfg.socket_timeout_s,
             "retries": cfg.retries, "fragment_retries": cfg.retries, "extractor_retries": cfg.retries,
-            "ffmpeg_location": ffmpeg_exe()}
+            "ffmpeg_location": ffmpeg_exe(), "max_filesize": cfg.max_file_mb * 2**20}
 
 
 def _backoff(attempt: int) -> float:
@@ -172,13 +263,32 @@ def _all_candidates(cfg: BuildConfig, urls_file, local_dir, scene, search) -> li
     return list({c.source_id: c for c in candidates}.values())
 
 
+def _intact(workdir: Path) -> tuple[set[str], set[str]]:
+    """Source ids of ``sources.parquet`` that are done (their file is there with the recorded sha256), and those
+    whose file is missing or changed."""
+    done, broken = set(), set()
+    for record in read_records(workdir, "sources"):
+        path = in_workdir(workdir, record.path)
+        if path.is_file() and (not record.sha256 or file_sha256(path) == record.sha256):
+            done.add(record.source_id)
+        else:  # missing or changed: fetched again, without the old file (yt-dlp would keep a file it finds)
+            broken.add(record.source_id)
+            for old in Path(videos_dir(workdir)).glob(f"{record.source_id}.*"):
+                old.unlink(missing_ok=True)
+    return done, broken
+
+
+def _todo(workdir: Path, candidates: list[SourceCandidate]) -> list[SourceCandidate]:
+    done, broken = _intact(workdir)
+    return [replace(c, refetch=c.source_id in broken) for c in candidates if c.source_id not in done]
+
+
 def plan_sources(workdir: str | Path, cfg: BuildConfig, *, urls_file: str | Path | None = None,
                  local_dir: str | Path | None = None, scene: str | None = None, search: bool | None = None
                  ) -> list[SourceCandidate]:
-    """Candidates not yet in ``sources.parquet``: from a URL list, a local folder, and/or keyword search
-    (search runs when asked, or by default when neither a list nor a folder is given)."""
-    done = set(read_manifest(workdir, "sources")["source_id"])
-    return [c for c in _all_candidates(cfg, urls_file, local_dir, scene, search) if c.source_id not in done]
+    """Candidates not yet done (in ``sources.parquet`` with their file intact): from a URL list, a local folder,
+    and/or keyword search (search runs when asked, or by default when neither a list nor a folder is given)."""
+    return _todo(Path(workdir), _all_candidates(cfg, urls_file, local_dir, scene, search))
 
 
 class _ArchiveById(yt_dlp.YoutubeDL):
@@ -194,13 +304,29 @@ class _ArchiveById(yt_dlp.YoutubeDL):
         return super()._make_archive_id(info_dict)
 
 
-def _download(url: str, source_id: str, params: dict, results: multiprocessing.Queue) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies (Linux ``PR_SET_PDEATHSIG``); exit at once if the
+    parent is already gone."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent still kills it at its deadline
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _download(url: str, source_id: str, params: dict, results: multiprocessing.Queue, parent: int = 0) -> None:
     """Child process: download one URL; put ('progress', bytes, total) while downloading, then ('ok', info)
-    or ('error', message) on ``results``."""
+    or ('error', message) on ``results``. It dies with its parent."""
+    _die_with_parent(parent)
+
     def hook(d: dict) -> None:
         results.put(("progress", d.get("downloaded_bytes") or 0, d.get("total_bytes") or d.get("total_bytes_estimate")))
 
-    params = {**params, "retry_sleep_functions": {"http": _backoff, "fragment": _backoff}, "progress_hooks": [hook]}
+    max_duration = params.pop("max_duration_s", None)
+    params = {**params, "retry_sleep_functions": {"http": _backoff, "fragment": _backoff}, "progress_hooks": [hook],
+              **({"match_filter": yt_dlp.utils.match_filter_func(f"duration <=? {max_duration}")}
+                 if max_duration else {})}
     try:
         with _ArchiveById(params, source_id) as ydl:
             info = ydl.extract_info(url, download=True)
@@ -220,11 +346,13 @@ def _fetch_url(workdir: Path, candidate: SourceCandidate, acq: AcquireConfig,
     folder = videos_dir(workdir)
     params = {**_ydl_options(acq), "outtmpl": str(folder / f"{candidate.source_id}.%(ext)s"),
               "format": acq.format.format(h=acq.max_height), "merge_output_format": "mp4",
-              "download_archive": str(folder / ARCHIVE), "continuedl": True, "noplaylist": True,
-              "ratelimit": acq.rate_limit_bytes, "sleep_interval": acq.sleep_between_s or None}
+              **({} if candidate.refetch else {"download_archive": str(folder / ARCHIVE)}), "continuedl": True, "noplaylist": True,
+              "ratelimit": acq.rate_limit_bytes, "sleep_interval": acq.sleep_between_s or None,
+              "max_duration_s": acq.max_duration_s}
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    proc = ctx.Process(target=_download, args=(candidate.url, candidate.source_id, params, results), daemon=True)
+    proc = ctx.Process(target=_download, args=(candidate.url, candidate.source_id, params, results, os.getpid()),
+                       daemon=True)
     proc.start()
     deadline = time.monotonic() + acq.source_timeout_s
     try:
@@ -243,12 +371,26 @@ def _fetch_url(workdir: Path, candidate: SourceCandidate, acq: AcquireConfig,
         if proc.is_alive():
             proc.kill()
     if status == "error":
+        if "No space left on device" in payload or f"Errno {errno.ENOSPC}]" in payload:
+            _remove_partial(folder, candidate.source_id)
+            raise DiskFull(f"{candidate.url}: no space left on the device of {folder}; free space there and run "
+                           "acquire again (finished sources are kept)")
         raise AcquireError(f"{candidate.url}: download failed: {payload}")
     path = _find_download(folder, candidate.source_id)
     if path is None:
-        raise AcquireError(f"{candidate.url}: yt-dlp reported success but wrote no file; delete "
-                           f"{folder / ARCHIVE} lines for it and try again")
+        raise AcquireError(f"{candidate.url}: yt-dlp wrote no file: it may exceed acquire.max_file_mb "
+                           f"({acq.max_file_mb}) or acquire.max_duration_s ({acq.max_duration_s:.0f}), or be in "
+                           f"{folder / ARCHIVE} already (delete its line there and try again)")
     return path, payload
+
+
+def _remove_partial(folder: Path, source_id: str) -> None:
+    """Remove a download's temporary files."""
+    for path in folder.glob(f"{source_id}.*"):
+        if path.suffix in (".part", ".ytdl", ".tmp") or ".part-Frag" in path.name or ".temp." in path.name:
+            path.unlink(missing_ok=True)
+    for path in folder.glob(f".{source_id}.*.part"):
+        path.unlink(missing_ok=True)
 
 
 def _ingest_local(workdir: Path, candidate: SourceCandidate) -> Path:
@@ -257,25 +399,39 @@ def _ingest_local(workdir: Path, candidate: SourceCandidate) -> Path:
     if not dest.exists():
         tmp = dest.with_name(f".{dest.name}.part")
         try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(f"{src}: no space left on the device of {dest.parent}; free space there and run "
+                               "acquire again (finished sources are kept)") from None
+            raise
     return dest
 
 
 def fetch_source(workdir: str | Path, candidate: SourceCandidate, cfg: BuildConfig,
-                 progress: ProgressFn = no_progress) -> SourceRecord:
-    """Fetch one source (download or ingest), probe it, and return its record; raises on failure.
-    ``progress`` gets the bytes downloaded under the task name ``source <source_id>``."""
+                 progress: ProgressFn = no_progress, allow_private: bool = False) -> SourceRecord:
+    """Fetch one source (download or ingest), probe it, check its bounds, and return its record; raises a typed
+    error on failure. ``progress`` gets the bytes downloaded under the task name ``source <source_id>``."""
     workdir = Path(workdir)
+    if candidate.problem:
+        raise BadSourceLine(candidate.problem)
     info: dict = {}
     if candidate.origin == "local":
         path = _ingest_local(workdir, candidate)
     else:
+        check_url(candidate.url, allow_private)
         path, info = _fetch_url(workdir, candidate, cfg.acquire, progress)
     try:
         video = probe(path, count_frames=True)
+        check_bounds(video, cfg.acquire, candidate.url)
+    except OutOfBounds:
+        path.unlink(missing_ok=True)
+        raise
     except VideoError as exc:
         path.unlink(missing_ok=True)
         raise AcquireError(f"{candidate.url}: the file is not a readable video (truncated or corrupt: {exc}); "
@@ -290,33 +446,36 @@ def fetch_source(workdir: str | Path, candidate: SourceCandidate, cfg: BuildConf
         num_frames=video.num_frames, license=info.get("license"), keyword=candidate.keyword)
 
 
-def record_sources(workdir: str | Path, records: list[SourceRecord]) -> None:
-    """Add fetched sources to ``sources.parquet`` (keyed by source id) and forget their old failures."""
-    if records:
-        append_manifest(workdir, "sources", records, key=["source_id"])
-    for r in records:
-        clear_failure(workdir, "acquire", r.source_id)
+class AcquireStage:
+    """Fetch one source candidate per call; its record goes to ``sources.parquet`` (by the runner)."""
+
+    name = "acquire"
+    parts: dict[str, list[str]] = {}
+    into = "sources"
+    key_columns = ["source_id"]
+
+    def __init__(self, workdir: str | Path, cfg: BuildConfig, allow_private: bool = False,
+                 progress: ProgressFn = no_progress):
+        self.workdir, self.cfg, self.allow_private, self.progress = Path(workdir), cfg, allow_private, progress
+        self.stamp = config_hash(cfg.acquire)
+
+    def key(self, candidate: SourceCandidate) -> str:
+        return candidate.source_id
+
+    def __call__(self, candidate: SourceCandidate) -> Outcome:
+        record = fetch_source(self.workdir, candidate, self.cfg, self.progress, self.allow_private)
+        return Outcome(candidate.source_id, rows={"sources": [record]})
 
 
 def acquire(workdir: str | Path, cfg: BuildConfig, *, urls_file: str | Path | None = None,
             local_dir: str | Path | None = None, scene: str | None = None, search: bool | None = None,
-            progress: ProgressFn = no_progress) -> AcquireSummary:
-    """Plan, fetch and record sources one by one; a failing source becomes a failure row and the run goes on."""
+            allow_private: bool = False, progress: ProgressFn = no_progress) -> AcquireSummary:
+    """Plan, fetch and record sources one by one (each recorded as soon as it is fetched: a crash later loses
+    nothing); a failing source becomes a failure row and the run goes on."""
     workdir = Path(workdir)
     everything = _all_candidates(cfg, urls_file, local_dir, scene, search)
-    done = set(read_manifest(workdir, "sources")["source_id"])
-    candidates = [c for c in everything if c.source_id not in done]
-    summary = AcquireSummary(skipped=len(everything) - len(candidates))
-    progress("acquire", 0, len(candidates))
-    for i, candidate in enumerate(candidates):
-        try:
-            record = fetch_source(workdir, candidate, cfg, progress)
-        except (AcquireError, OSError) as exc:
-            record_failure(workdir, FailureRecord.from_exception("acquire", candidate.source_id, exc))
-            summary.failed += 1
-        else:
-            record_sources(workdir, [record])  # one at a time: a crash later loses nothing fetched
-            summary.fetched += 1
-            summary.source_ids.append(record.source_id)
-        progress("acquire", i + 1, len(candidates))
-    return summary
+    candidates = _todo(workdir, everything)
+    run = run_all(workdir, AcquireStage(workdir, cfg, allow_private, progress), candidates, progress=progress)
+    fetched = [o.input_id for o in run.outcomes if o.ok]
+    return AcquireSummary(fetched=len(fetched), skipped=len(everything) - len(candidates), failed=run.failed,
+                          source_ids=fetched)

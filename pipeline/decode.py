@@ -18,7 +18,7 @@ from typing import Iterator
 
 import av
 from pipeline import yuv
-from pipeline.media import VideoError, plane_arrays
+from pipeline.media import DecodeError, NoVideoStream, OutOfBounds, SeekError, TruncatedVideo, VideoOpenError, plane_arrays
 
 _END = object()
 _SEEK_MARGIN = 16  # frames before the wanted one to seek to (decoders reorder frames around keyframes)
@@ -47,7 +47,7 @@ class DecodedFrame:
 
 def _stream(container: av.container.InputContainer, path: str | Path) -> av.video.stream.VideoStream:
     if not container.streams.video:
-        raise VideoError(f"{path}: has no video stream; remove it from the sources")
+        raise NoVideoStream(f"{path}: has no video stream; remove it from the sources")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     return stream
@@ -66,12 +66,14 @@ def _planes(frame: av.VideoFrame) -> yuv.Planes:
     return y, u, v
 
 
-def _corrupt(path: str | Path, exc: BaseException, decoded: int | None = None, declared: int = 0) -> VideoError:
+def _corrupt(path: str | Path, exc: BaseException, decoded: int | None = None, declared: int = 0) -> DecodeError:
     """The error for a decode failure; with ``decoded`` frames of ``declared`` ones, where it happened."""
     where = "" if decoded is None else f" after {decoded} frames" + (
         f" of the {declared} its header declares" if declared else "")
-    damage = "truncated or damaged" if decoded is not None and decoded < declared else "corrupt"
-    return VideoError(f"{path}: decoding failed{where} ({exc}); the file is {damage}: re-download or remove it")
+    short = decoded is not None and decoded < declared
+    kind = TruncatedVideo if short else DecodeError
+    return kind(f"{path}: decoding failed{where} ({exc}); the file is "
+                f"{'truncated or damaged' if short else 'corrupt'}: re-download or remove it")
 
 
 def open_info(path: str | Path) -> StreamInfo:
@@ -82,7 +84,7 @@ def open_info(path: str | Path) -> StreamInfo:
             ctx = stream.codec_context
             return StreamInfo(ctx.width & ~1, ctx.height & ~1, fps, int(stream.frames or 0))
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(f"{path}: cannot be opened as a video ({exc}); re-download or remove it") from exc
+        raise VideoOpenError(f"{path}: cannot be opened as a video ({exc}); re-download or remove it") from exc
 
 
 def read_frames(path: str | Path, queue_size: int = 16, threads: int = 0) -> Iterator[DecodedFrame]:
@@ -147,7 +149,7 @@ def decode_range(path: str | Path, start: int, end: int) -> Iterator[yuv.Planes]
         stat = Path(path).stat()
         times = _frame_times(str(path), stat.st_mtime_ns, stat.st_size)
         if not 0 <= start < end <= len(times):
-            raise VideoError(f"{path}: frames [{start}, {end}) are outside its {len(times)} frames; the file "
+            raise OutOfBounds(f"{path}: frames [{start}, {end}) are outside its {len(times)} frames; the file "
                              "differs from the one the clips were cut from")
         index_of = {pts: i for i, pts in enumerate(times)}
         with av.open(str(path)) as container:
@@ -166,7 +168,7 @@ def decode_range(path: str | Path, start: int, end: int) -> Iterator[yuv.Planes]
                     if got == end:
                         return
                 if got > start or seek_to == times[0]:
-                    raise VideoError(f"{path}: decoded frames {start}..{got - 1} of [{start}, {end}) only; the "
+                    raise SeekError(f"{path}: decoded frames {start}..{got - 1} of [{start}, {end}) only; the "
                                      "file is damaged: re-download it")
     except av.FFmpegError as exc:
         raise _corrupt(path, exc) from exc

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.release.check import read_list
+from schemas.errors import UserError
 from schemas.taxonomy import TAXONOMY
 
 TEST_LIST = "4_setups/All_scenes/test_All.csv"
@@ -26,7 +28,7 @@ METADATA = "metadata.parquet"
 EXPRESSIONS = TAXONOMY.expression_names  # alphabetical: the confusion matrix order
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """Predictions or a release that cannot be evaluated; the message says which clips and what to do."""
 
 
@@ -59,13 +61,17 @@ def read_test_list(release_dir: Path) -> pd.DataFrame:
     path = Path(release_dir) / TEST_LIST
     if not path.is_file():
         raise EvaluationError(f"{path} does not exist; pass a release folder built by `ferv release`")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    parts = [line.split(" ") for line in lines]
-    bad = [line for line, p in zip(lines, parts) if len(p) != 2 or p[1] not in EXPRESSIONS]
-    if bad:
-        raise EvaluationError(f"{path}: lines not of the form '<Scene>/<Expression>/<NNNN> <Expression>': "
-                              f"{_examples(bad)}")
-    test = pd.DataFrame(parts, columns=["path", "expression"])
+    try:
+        pairs = read_list(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EvaluationError(f"{exc}; rebuild the release with `ferv release`") from None
+    if not pairs:
+        raise EvaluationError(f"{path} lists no test clips: the release has an empty test split; build it with "
+                              "more labelled clips (or a larger release.test_fraction)")
+    test = pd.DataFrame(pairs, columns=["path", "expression"])
+    unknown_expressions = set(test["expression"]) - set(EXPRESSIONS)
+    if unknown_expressions:
+        raise EvaluationError(f"{path}: expressions {_examples(unknown_expressions)} are not taxonomy expressions")
     test["scene"] = test["path"].str.split("/").str[0]
     unknown = set(test["scene"]) - set(TAXONOMY.scene_names)
     if unknown:
@@ -79,10 +85,25 @@ def read_test_list(release_dir: Path) -> pd.DataFrame:
 
 def read_predictions(predictions_csv: Path, release_dir: Path) -> pd.DataFrame:
     """Predictions as (path, prediction), keys resolved and names checked."""
+    what = "write a CSV with a header (path or clip_id, then prediction or one score column per expression)"
     try:
-        pred = pd.read_csv(predictions_csv, dtype={"path": str, "clip_id": str, "prediction": str})
+        with open(predictions_csv, "rb") as fh:
+            if b"\0" in fh.read(8192):
+                raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL byte")
+        pred = pd.read_csv(predictions_csv, dtype={"path": str, "clip_id": str, "prediction": str},
+                           encoding="utf-8")
     except FileNotFoundError:
-        raise EvaluationError(f"predictions file {predictions_csv} does not exist") from None
+        raise EvaluationError(f"predictions file {predictions_csv} does not exist; {what}") from None
+    except pd.errors.EmptyDataError:
+        raise EvaluationError(f"predictions file {predictions_csv} is empty; {what}") from None
+    except UnicodeDecodeError:
+        raise EvaluationError(f"predictions file {predictions_csv} is binary, not UTF-8 text; "
+                              f"{what}") from None
+    except pd.errors.ParserError as exc:
+        raise EvaluationError(f"predictions file {predictions_csv} is not a well-formed CSV "
+                              f"({' '.join(str(exc).split())}); check its quotes and commas") from None
+    if pred.empty:
+        raise EvaluationError(f"predictions file {predictions_csv} has a header but no rows; {what}")
     if "path" in pred.columns:
         key = pred["path"]
     elif "clip_id" in pred.columns:
@@ -107,7 +128,12 @@ def read_predictions(predictions_csv: Path, release_dir: Path) -> pd.DataFrame:
         if missing:
             raise EvaluationError(f"{predictions_csv}: needs a `prediction` column or one score column per "
                                   f"expression; missing {missing}")
-        scores = pred[EXPRESSIONS].to_numpy(dtype=float)
+        scores = pred[EXPRESSIONS].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        text = pred[EXPRESSIONS].notna().to_numpy() & np.isnan(scores)
+        if text.any():
+            rows = sorted({int(r) + 2 for r in np.flatnonzero(text.any(axis=1))})  # file lines (header is 1)
+            raise EvaluationError(f"{predictions_csv}: scores that are not numbers on lines {_examples(rows)}; "
+                                  "write each expression's score as a number")
         if np.isnan(scores).any():
             rows = np.flatnonzero(np.isnan(scores).any(axis=1))
             raise EvaluationError(f"{predictions_csv}: empty scores in rows {_examples(rows)}")

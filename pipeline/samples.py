@@ -205,16 +205,20 @@ def long_video(path: str | Path, seconds: float, width: int = 1280, height: int 
     return make_sample_video(path, standard_spec(width, height, repeat=max(1, int(np.ceil(seconds / one)))))
 
 
+# Five sources in three scenes (two scenes fed by two sources each), so that a release grouped by source
+# has both a train and a test split; each source's shots are in an order of its own, so its bytes and id are.
 _DEMO = (
     ("Talkshow", "two_guests", ("two_faces", "t1_group", "astro_pan")),
     ("Interview", "one_guest", ("astro_zoom", "coffee", "astro_pan")),
     ("Speech", "speaker", ("astro_pan", "rocket", "astro_zoom")),
+    ("Talkshow", "host", ("astro_zoom", "coffee")),
+    ("Interview", "studio", ("two_faces", "rocket")),
 )
 
 
-def demo_sources(out_dir: str | Path, n: int = 3) -> list[Path]:
-    """Write ``n`` short sample sources (about 9 s each) under ``out_dir/<Scene>/<name>.mp4``, scene folders
-    named after taxonomy scenes; existing files are kept."""
+def demo_sources(out_dir: str | Path, n: int = len(_DEMO)) -> list[Path]:
+    """Write ``n`` short sample sources (5 to 9 s each; by default the five distinct ones) under
+    ``out_dir/<Scene>/<name>.mp4``, scene folders named after taxonomy scenes; existing files are kept."""
     shots = {s.name: s for s in standard_spec().shots}
     out = []
     for i in range(n):

@@ -7,9 +7,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from schemas.errors import UserError
 from schemas.taxonomy import TAXONOMY
+
+
+class ConfigError(UserError, ValueError):
+    """A config file that cannot be read or does not validate; the message names the file and the settings."""
 
 
 class _Model(BaseModel):
@@ -37,12 +42,20 @@ class AcquireConfig(_Model):
     sleep_between_s: float = Field(0.0, ge=0)
     socket_timeout_s: float = Field(20.0, gt=0)
     source_timeout_s: float = Field(600.0, gt=0)
-    concurrency: int = Field(4, ge=1)
+    max_file_mb: int = Field(2048, ge=1)  # larger downloads are refused (yt-dlp max_filesize)
+    # bounds every fetched video is checked against (a frame rate of 0.001 would make one-frame "clips")
+    min_fps: float = Field(5.0, gt=0)
+    max_fps: float = Field(240.0, gt=0)
+    max_pixels: int = Field(3840 * 2160, ge=1024)  # width x height
+    # the header's duration and frame count / frame rate may differ by this share (or 2 s), not more
+    duration_tolerance: float = Field(0.25, ge=0, le=1)
 
     @model_validator(mode="after")
     def _durations(self) -> "AcquireConfig":
         if self.min_duration_s >= self.max_duration_s:
             raise ValueError("acquire.min_duration_s must be below acquire.max_duration_s")
+        if self.min_fps >= self.max_fps:
+            raise ValueError("acquire.min_fps must be below acquire.max_fps")
         return self
 
 
@@ -165,6 +178,9 @@ class LabelStudioConfig(_Model):
     token_env: str = "FERV_LS_TOKEN"  # the API token is read from this environment variable
     project_title: str = "ferv"
     data_dir: str | None = None  # local server data; default WORKDIR/labelstudio
+    # Label Studio's local-files document root, holding only links to clip folders (annotation/media.py);
+    # default WORKDIR/media. Keep the data directory, secrets and manifests outside it.
+    media_root: str | None = None
     storage: Literal["local", "s3"] = "local"
     s3_bucket: str | None = None
     s3_prefix: str | None = None
@@ -266,17 +282,53 @@ class BuildConfig(_Model):
         return list(self.keywords.get(scene, TAXONOMY.scene(scene).keywords))
 
 
+# Settings a deployment gives through the environment (the team stack's worker): they win over the YAML file.
+ENV_SETTINGS = {"FERV_WORKDIR": ("workdir",), "FERV_LS_URL": ("labelstudio", "url"),
+                "FERV_LS_MEDIA_ROOT": ("labelstudio", "media_root")}
+
+
+def _problems(exc: ValidationError) -> str:
+    """Pydantic's errors in one line: ``section.key: what is wrong`` each."""
+    out = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        what = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+        got = "" if error["type"] == "extra_forbidden" else f" (got {error.get('input')!r:.60})"
+        out.append(f"{where}: {what}{got}")
+    return "; ".join(out)
+
+
 def load_config(path: str | Path | None = None, **overrides) -> BuildConfig:
-    """Read a YAML build config (or the defaults), then apply top-level ``overrides``."""
+    """Read a YAML build config (or the defaults), apply ``ENV_SETTINGS`` found in the environment, then
+    top-level ``overrides``; a file that cannot be read, is not YAML, is not a mapping or does not validate
+    raises :class:`ConfigError` in one line."""
     data: dict = {}
     if path is not None:
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise FileNotFoundError(f"config file {path} does not exist; pass a path like configs/demo.yaml") from None
+            raise ConfigError(f"config file {path} does not exist; pass a path like configs/demo.yaml") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read ({type(exc).__name__}); pass a YAML text file "
+                              "like configs/demo.yaml") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"config {path}: YAML syntax error{where}: {problem}; fix it (configs/demo.yaml "
+                              "shows the layout)") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path}: the file holds a {type(data).__name__}, not a mapping of settings; "
+                              "write `section:` keys at the top level as in configs/demo.yaml")
+    for name, (*section, key) in ENV_SETTINGS.items():
+        if os.environ.get(name):
+            (data.setdefault(section[0], {}) if section else data)[key] = os.environ[name]
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return BuildConfig.model_validate(data)
-    except Exception as exc:
-        raise ValueError(f"invalid config {path or '(defaults)'}: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"config {path or '(defaults)'}: {_problems(exc)}; see schemas/config.py for each "
+                          "setting's meaning and range") from None

@@ -208,17 +208,3 @@ def append_manifest(
         path = manifest_path(workdir, name)
         _atomic_write_table(table, path)
         return path
-
-
-def record_failure(workdir: str | Path, failure: records.FailureRecord) -> None:
-    """Add one failure row; a later failure of the same stage and input replaces the earlier one."""
-    append_manifest(workdir, "failures", [failure], key=["stage", "input_id"])
-
-
-def clear_failure(workdir: str | Path, stage: str, input_id: str) -> None:
-    """Forget a stage's failure for an input that has now succeeded."""
-    with manifest_lock(workdir, "failures"):
-        frame = read_manifest(workdir, "failures")
-        keep = ~((frame["stage"] == stage) & (frame["input_id"] == input_id))
-        if not keep.all():
-            _atomic_write_table(to_table("failures", frame[keep]), manifest_path(workdir, "failures"))

@@ -185,7 +185,3 @@ class FailureRecord:
     error_kind: str
     message: str
     at: datetime = field(default_factory=utcnow)
-
-    @classmethod
-    def from_exception(cls, stage: str, input_id: str, exc: BaseException) -> "FailureRecord":
-        return cls(stage=stage, input_id=input_id, error_kind=type(exc).__name__, message=str(exc))

@@ -1,9 +1,9 @@
 """Shared pytest fixtures for the annotation area: ONE real Label Studio server per test session.
 
 ``labelstudio`` (session scope) starts Label Studio on a free port with a fresh data directory and yields
-a :class:`LabelStudioSession`. Its local-files document root is the session's pytest base temp directory,
-so every ``tmp_path`` of every test is servable; pass ``local_root=labelstudio.clips_root`` to
-``push_tasks``. Set ``FERV_TEST_LS_CLIPS_ROOT`` to root it elsewhere (work directories must lie below).
+a :class:`LabelStudioSession`. Like a production server it serves only clips: its local-files document root
+(``clips_root``, the media root) is a folder of its own outside the data directory, and push links each
+test's ``WORKDIR/clips`` into it; pass ``local_root=labelstudio.clips_root`` to ``push_tasks``.
 """
 
 from __future__ import annotations
@@ -35,12 +35,14 @@ class LabelStudioSession:
         """A build config pointing at this server, with a unique project title and optional
         ``annotation`` overrides (e.g. ``gold_fraction=0, min_gold_per_group=0``)."""
         title = title or f"t-{uuid.uuid4().hex[:8]}"
-        return BuildConfig.model_validate({"labelstudio": {"url": self.url, "project_title": title},
+        return BuildConfig.model_validate({"labelstudio": {"url": self.url, "project_title": title,
+                                                           "media_root": str(self.clips_root)},
                                            "annotation": annotation})
 
     def env(self) -> dict[str, str]:
-        """Environment for code that reads the token the production way (``$FERV_LS_TOKEN``)."""
-        return {**os.environ, "FERV_LS_TOKEN": self.token}
+        """Environment for code that reads the token and the media root the production way (``$FERV_LS_TOKEN``,
+        ``$FERV_LS_MEDIA_ROOT``, as the team stack's worker does)."""
+        return {**os.environ, "FERV_LS_TOKEN": self.token, "FERV_LS_MEDIA_ROOT": str(self.clips_root)}
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +51,7 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory):
         server.label_studio_bin()
     except server.ServerError as exc:
         pytest.skip(str(exc))
-    clips_root = Path(os.environ.get("FERV_TEST_LS_CLIPS_ROOT") or tmp_path_factory.getbasetemp()).resolve()
+    clips_root = tmp_path_factory.mktemp("labelstudio-media").resolve()
     data_dir = tmp_path_factory.mktemp("labelstudio-data")
     srv = server.start(data_dir, clips_root, port=server.free_port(), token_env="FERV_TEST_LS_TOKEN_UNUSED")
     try:

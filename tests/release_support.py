@@ -15,7 +15,7 @@ from pipeline.export import cut_clip
 from pipeline.media import write_video
 from schemas.config import ExportConfig
 from schemas.ids import clip_id as make_clip_id
-from schemas.ids import file_sha256, source_id_for_url, track_id as make_track_id
+from schemas.ids import file_sha256, source_id_for_content, source_id_for_url, track_id as make_track_id
 from schemas.manifests import write_manifest
 from schemas.records import ClipRecord, LabelRecord, SourceRecord, TrackRow, VoteRecord
 from schemas.taxonomy import TAXONOMY
@@ -45,18 +45,29 @@ def _source_frames(seed: int, n: int) -> list[np.ndarray]:
     return frames
 
 
-def make_workdir(root: Path, plans: list[SourcePlan], clip_len: int = 6) -> Path:
-    """Write sources, tracks, clips (with files), votes and labels for ``plans`` under ``root``."""
+LOCAL_DIR = "inbox"  # where local=True sources are "acquired" from, relative to the work directory
+
+
+def make_workdir(root: Path, plans: list[SourcePlan], clip_len: int = 6, local: bool = False) -> Path:
+    """Write sources, tracks, clips (with files), votes and labels for ``plans`` under ``root``. ``local``:
+    sources acquired from local files under ``root/inbox/<Scene>/<name>.mp4`` (URL: the absolute path, id:
+    the content hash, as ``ferv acquire --local`` records them), else from ``https://example.org/<name>``."""
     sources, tracks, clips, votes, labels = [], [], [], [], []
     for s_index, plan in enumerate(plans):
-        url = f"https://example.org/{plan.name}"
-        source_id = source_id_for_url(url)
         n_frames = clip_len * len(plan.labels) + 2
         frames = _source_frames(s_index, n_frames)
+        if local:
+            original = root / LOCAL_DIR / plan.scene / f"{plan.name}.mp4"
+            write_video(original, frames, fps=FPS)
+            url, source_id = str(original.resolve()), source_id_for_content(file_sha256(original))
+        else:
+            url = f"https://example.org/{plan.name}"
+            source_id = source_id_for_url(url)
         src_path = root / "sources" / f"{source_id}.mp4"
         write_video(src_path, frames, fps=FPS)
         scenario = TAXONOMY.scene(plan.scene).scenario
-        sources.append(SourceRecord(source_id=source_id, url=url, origin="url_list", extractor="generic",
+        sources.append(SourceRecord(source_id=source_id, url=url, origin="local" if local else "url_list",
+                                    extractor="local" if local else "generic",
                                     scene=plan.scene, scenario=scenario, path=str(src_path.relative_to(root)),
                                     sha256=file_sha256(src_path), fetched_at=T0, title=plan.name, fps=FPS,
                                     width=W, height=H, num_frames=n_frames))
@@ -81,7 +92,8 @@ def make_workdir(root: Path, plans: list[SourcePlan], clip_len: int = 6) -> Path
             final = label or TAXONOMY.pass_label
             for a in range(3):
                 votes.append(VoteRecord(clip_id=cid, task_id=len(votes), project_id=1, annotation_id=len(votes),
-                                        annotator=f"ann{a}", role="crowd", label=final, descriptor=None,
+                                        annotator=f"ann{a}", role="crowd", label=final,
+                                        descriptor=TAXONOMY.expression(label).descriptors[a // 2] if label else None,
                                         lead_time_s=3.0, created_at=T0, updated_at=T0, cancelled=False,
                                         deleted=False, synced_at=T0))
             labels.append(LabelRecord(clip_id=cid, label=label, confidence=1.0, n_votes=3, agreement=1.0,
@@ -105,3 +117,11 @@ def default_plans() -> list[SourcePlan]:
         SourcePlan("inter-b", "Interview", (ex[4], ex[4], ex[5])),
         SourcePlan("inter-c", "Interview", (ex[3], ex[0]), status="ambiguous"),
     ]
+
+
+def own_scene_plans(n: int) -> list[SourcePlan]:
+    """``n`` sources, each alone in its scene (so no scene x expression cell can be split) with two clips of
+    expressions taken in turn: the hardest case for a grouped split."""
+    ex, scenes = TAXONOMY.expression_names, TAXONOMY.scene_names
+    return [SourcePlan(f"solo-{i}", scenes[i % len(scenes)], (ex[(2 * i) % 7], ex[(2 * i + 1) % 7]))
+            for i in range(n)]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -84,7 +86,7 @@ def test_url_list_downloads_probes_and_is_idempotent(site, tmp_path):
     (tmp_path / "urls.txt").write_text("# sources\n" + "\n".join(f"{u},War" for u in urls) + "\n")
     work = tmp_path / "work"
     calls: list[tuple] = []
-    summary = stage.acquire(work, _cfg(), urls_file=tmp_path / "urls.txt", progress=lambda *a: calls.append(a))
+    summary = stage.acquire(work, _cfg(), allow_private=True, urls_file=tmp_path / "urls.txt", progress=lambda *a: calls.append(a))
     assert (summary.fetched, summary.failed) == (3, 0)
     assert calls[0] == ("acquire", 0, 3) and calls[-1] == ("acquire", 3, 3)
     last = {task: (done, total) for task, done, total in calls}
@@ -103,7 +105,7 @@ def test_url_list_downloads_probes_and_is_idempotent(site, tmp_path):
         assert Path(r.path).name.startswith(r.source_id)
     mtimes = {p: p.stat().st_mtime_ns for p in (work / "videos").iterdir()}
     handler.log.clear()
-    again = stage.acquire(work, _cfg(), urls_file=tmp_path / "urls.txt")
+    again = stage.acquire(work, _cfg(), allow_private=True, urls_file=tmp_path / "urls.txt")
     assert (again.fetched, again.skipped) == (0, 3)
     assert handler.log == []  # nothing requested, nothing downloaded twice
     assert {p: p.stat().st_mtime_ns for p in (work / "videos").iterdir()} == mtimes
@@ -114,11 +116,11 @@ def test_failures_are_recorded_and_the_good_ones_land(site, tmp_path):
     work = tmp_path / "work"
     first = [f"{base}/good.mp4"]
     (tmp_path / "one.txt").write_text("\n".join(first))
-    stage.acquire(work, _cfg(), urls_file=tmp_path / "one.txt", scene="Crime")
+    stage.acquire(work, _cfg(), allow_private=True, urls_file=tmp_path / "one.txt", scene="Crime")
     bad = {f"{base}/missing.mp4": "404", f"{base}/truncated.mp4": "truncated or corrupt",
            f"{base}/hang.mp4": "timed out"}
     (tmp_path / "all.txt").write_text("\n".join([*first, *bad, f"{base}/x/a.mp4"]))
-    summary = stage.acquire(work, _cfg(socket_timeout_s=1, source_timeout_s=15), urls_file=tmp_path / "all.txt",
+    summary = stage.acquire(work, _cfg(socket_timeout_s=1, source_timeout_s=15), allow_private=True, urls_file=tmp_path / "all.txt",
                             scene="Crime")
     assert (summary.fetched, summary.skipped, summary.failed) == (1, 1, 3)
     assert set(read_manifest(work, "sources")["url"]) == {f"{base}/good.mp4", f"{base}/x/a.mp4"}
@@ -136,7 +138,7 @@ def test_per_source_timeout_ends_a_hanging_download(site, tmp_path):
     (tmp_path / "urls.txt").write_text(f"{url},War\n")
     work = tmp_path / "work"
     started = time.monotonic()
-    summary = stage.acquire(work, _cfg(socket_timeout_s=60, source_timeout_s=4), urls_file=tmp_path / "urls.txt")
+    summary = stage.acquire(work, _cfg(socket_timeout_s=60, source_timeout_s=4), allow_private=True, urls_file=tmp_path / "urls.txt")
     assert summary.failed == 1 and time.monotonic() - started < 15
     message = read_manifest(work, "failures").iloc[0]["message"]
     assert url in message and "source_timeout_s" in message
@@ -147,7 +149,7 @@ def test_hostile_names_cannot_escape_videos_dir(site, tmp_path):
     url = f"{base}/t'; $(rm -rf ~) ..%2F..%2Fx %F0%9F%8E%AC.mp4"
     (tmp_path / "urls.txt").write_text(f"{url},Talkshow\n")
     work = tmp_path / "work"
-    assert stage.acquire(work, _cfg(), urls_file=tmp_path / "urls.txt").fetched == 1
+    assert stage.acquire(work, _cfg(), allow_private=True, urls_file=tmp_path / "urls.txt").fetched == 1
     files = [p for p in work.rglob("*") if p.is_file() and p.suffix == ".mp4"]
     assert files == [work / "videos" / f"{source_id_for_url(url)}.mp4"]
     assert "'" in read_records(work, "sources")[0].title  # the hostile title is kept as data only
@@ -194,3 +196,74 @@ def test_cli_prints_one_clear_message_without_network(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["acquire", str(tmp_path / "work"), "--scene", "War", "--search"])
     assert result.exit_code == 2
     assert "needs network access" in result.output and "Traceback" not in result.output
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_a_killed_acquire_takes_its_download_child_with_it(site, tmp_path):
+    """SIGKILL to acquire (no handler can run) while its download child hangs on a server: the child dies too."""
+    base, _, _ = site
+    (tmp_path / "urls.txt").write_text(f"{base}/hang-killed.mp4,War\n")
+    code = ("import sys; from pipeline.acquire import acquire; from schemas.config import BuildConfig; "
+            "acquire(sys.argv[1], BuildConfig.model_validate({'acquire': {'search': False, 'source_timeout_s': 300, "
+            "'socket_timeout_s': 120}}), urls_file=sys.argv[2], allow_private=True)")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "work"), str(tmp_path / "urls.txt")],
+                              cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + 60
+        while not (children := [c for c in _children(parent.pid) if _alive(c) and b"spawn_main" in
+                                Path(f"/proc/{c}/cmdline").read_bytes()]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert children, "the download child never started"
+        time.sleep(2)  # the child is past its start-up, inside the download
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(c) for c in children)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root: mount); skipped where it cannot be mounted."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_during_a_download_leaves_no_partial_file_and_one_line(site, tiny_disk, tmp_path):
+    base, root, _ = site
+    (root / "big.mp4").write_bytes(np.random.default_rng(2).integers(0, 256, 3 * 2**20, np.uint8).tobytes())
+    (tmp_path / "urls.txt").write_text(f"{base}/big.mp4,War\n{base}/good.mp4,War\n")
+    work = tiny_disk / "work"
+    result = CliRunner().invoke(app, ["acquire", str(work), "--urls", str(tmp_path / "urls.txt"), "--no-search",
+                                      "--allow-private", "--config", str(_config_file(tmp_path))])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 2 and len(errors) == 1 and "no space left" in errors[0], result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in (work / "videos").iterdir() if p.name != stage.ARCHIVE) == []
+    assert read_manifest(work, "failures")["error_kind"].tolist() == ["DiskFull"]
+
+
+def _config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "build.yaml"
+    path.write_text("acquire:\n  retries: 0\n  socket_timeout_s: 5\n  source_timeout_s: 60\n")
+    return path

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from annotation.media import clips_storage
 from annotation.push import provision_project, push_tasks
 from annotation.sync import sync_votes
 from annotation.users import add_annotator
@@ -81,7 +82,8 @@ def test_annotator_labels_with_hotkey_and_sync_has_the_vote(labelstudio, tmp_pat
     overlap = provision_project(labelstudio.client, f"{title} overlap", maximum_annotations=2)
     task = labelstudio.client.sdk.tasks.get(str(read_manifest(tmp_path, "tasks")["task_id"].iloc[0]))
     labelstudio.client.sdk.projects.import_tasks(overlap, request=[{"data": task.data, "meta": {}}])
-    labelstudio.client.sdk.import_storage.local.create(project=overlap, path=str(tmp_path.resolve()))
+    labelstudio.client.sdk.import_storage.local.create(
+        project=overlap, path=str(clips_storage(tmp_path, labelstudio.clips_root)))
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipeline import yuv
-from pipeline.clips import process_source
+from pipeline.clips import ClipsStage
 from pipeline.decode import decode_range, fit_width, open_info, read_frames
 from pipeline.export import cut_scene_frames, frames_digest, recut_face_frames, verify_clip
 from pipeline.media import VideoError, probe, write_video
@@ -27,7 +27,8 @@ from pipeline.samples import demo_sources
 from pipeline.shots import ShotScorer
 from pipeline.tracks import build_tracks
 from schemas.config import ClipsConfig, ShotsConfig, TracksConfig, load_config
-from schemas.manifests import read_manifest
+from pipeline.run import Outcome, run_one
+from schemas.manifests import read_manifest, read_records
 from tests.clips_support import iou, make_workdir
 
 runner = CliRunner()
@@ -52,6 +53,12 @@ def run(standard_video, broken_videos, centerface_models_dir, tmp_path_factory) 
     result = runner.invoke(app, ["clips", str(root), "--config", str(config), "--workers", "2"])
     assert result.exit_code == 0, result.output
     return Run(root, ids, config, result.output)
+
+
+def process_source(workdir: Path, source_id: str, cfg) -> Outcome:
+    """One source through the runner, as ``ferv clips`` runs it."""
+    record = next(r for r in read_records(workdir, "sources") if r.source_id == source_id)
+    return run_one(workdir, ClipsStage(workdir, cfg), record)
 
 
 def _good(run: Run, name: str) -> pd.DataFrame:
@@ -154,6 +161,8 @@ def test_broken_sources_are_failures_and_others_go_on(run):
     failures = read_manifest(run.workdir, "failures")
     failed = set(failures.loc[failures["stage"] == "clips", "input_id"])
     assert failed == {run.ids["corrupt.mp4"], run.ids["truncated.mp4"]}
+    kinds = failures.set_index("input_id")["error_kind"]  # typed: a broken file told from a truncated one
+    assert kinds[run.ids["corrupt.mp4"]] == "VideoOpenError" and kinds[run.ids["truncated.mp4"]] == "TruncatedVideo"
     messages = " ".join(failures["message"])
     assert "corrupt" in messages or "cannot" in messages
     assert "truncated" in messages
@@ -252,7 +261,7 @@ def test_a_long_shot_beyond_the_frame_buffer_gives_the_same_clips(run, standard_
     ids = make_workdir(work, [(standard_video.path, "Talkshow")])
     cfg = load_config(run.config).model_copy(update={"clips": ClipsConfig(workers=1, buffer_mb=16)})
     result = process_source(work, ids["standard.mp4"], cfg)
-    assert not result.skipped and result.clips == len(_good(run, "clips"))
+    assert not result.skipped and result.counts["clips"] == len(_good(run, "clips"))
     small = read_manifest(work / "parts" / ids["standard.mp4"], "clips").set_index("clip_id")
     assert small["sha256"].to_dict() == _good(run, "clips").set_index("clip_id")["sha256"].to_dict()
 
@@ -273,12 +282,12 @@ def test_pending_clips_hold_the_decode_pass_rather_than_lose_frames(run, standar
     cfg = load_config(run.config).model_copy(update={"clips": ClipsConfig(workers=1, buffer_mb=budget)})
     result = process_source(work, ids["standard.mp4"], cfg)
     held = read_manifest(work / "parts" / ids["standard.mp4"], "clips").set_index("clip_id")
-    assert result.clips == len(held) and held["sha256"].to_dict() == _good(run, "clips").set_index(
+    assert result.counts["clips"] == len(held) and held["sha256"].to_dict() == _good(run, "clips").set_index(
         "clip_id")["sha256"].to_dict()
 
 
 def test_frame_buffer_reuses_freed_slots_first_and_drops_only_what_it_cannot_hold():
-    from pipeline.clips import FrameBuffer, FrameRing
+    from pipeline.frames import FrameBuffer, FrameRing
 
     frames = [np.full((72, 64), i, np.uint8) for i in range(6)]  # I420 64x48, every pixel = the frame's index
     ring = FrameRing(64, 48, 3 * (64 * 72 + 32 * 36))
@@ -314,3 +323,27 @@ def test_face_crop_from_the_frame_pyramid_matches_a_full_resolution_crop(side):
     x, y, s = (int(round(v / step)) * step for v in (x, y, s))
     want = cv2.resize(image[y:y + s, x:x + s], (224, 224), interpolation=cv2.INTER_AREA)
     assert np.abs(got.astype(int) - want.astype(int)).mean() < 4
+
+
+def test_a_header_counting_three_percent_more_frames_than_it_plays_is_processed(run, standard_video, tmp_path):
+    """A real, playable file whose header declares about 3% more frames than it decodes (a stream-copy cut:
+    ffmpeg keeps the packets from the keyframe before the cut and hides them with an edit list) is acquired and
+    gives clips; it is not taken for a truncated file."""
+    import subprocess
+
+    from pipeline.acquire import acquire
+    from pipeline.media import ffmpeg_exe
+    from pipeline.run import run_all
+
+    cut = tmp_path / "in" / "Talkshow" / "cut.mp4"
+    cut.parent.mkdir(parents=True)
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-ss", "0.6", "-i", str(standard_video.path), "-c", "copy",
+                    str(cut)], check=True)
+    declared, decoded = open_info(cut).declared_frames, sum(1 for _ in read_frames(cut))
+    assert 0.95 < decoded / declared < 0.98  # about 3% short of its header's count
+    work = tmp_path / "work"
+    cfg = load_config(run.config).model_copy(update={"clips": ClipsConfig(workers=1)})
+    assert acquire(work, cfg, local_dir=cut.parent.parent, search=False).fetched == 1
+    summary = run_all(work, ClipsStage(work, cfg), read_records(work, "sources"))
+    assert (summary.processed, summary.failed) == (1, 0), summary.failures
+    assert summary.counts["clips"] >= 3 and read_manifest(work, "shots")["end_frame"].max() == decoded

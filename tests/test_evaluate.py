@@ -126,13 +126,10 @@ def test_unknown_clip_id_and_missing_release_are_named(tmp_path):
 
 
 def test_cli_evaluate_prints_tables_and_writes_files(tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from cli.aggregate import register
+    from cli.app import app
 
-    app = typer.Typer()
-    register(app)
     release = _release(tmp_path / "release")
     done = CliRunner().invoke(app, ["evaluate", str(release), str(_label_predictions(tmp_path))],
                               env={"COLUMNS": "200"})
@@ -140,7 +137,8 @@ def test_cli_evaluate_prints_tables_and_writes_files(tmp_path):
     assert "WAR 0.6250  UAR 0.5625" in done.output and "Conflict" in done.output and "WIS" in done.output
     assert (tmp_path / "pred-eval" / "confusion.png").is_file()
     bad = CliRunner().invoke(app, ["evaluate", str(release), str(_label_predictions(tmp_path, CASES[:-1]))])
-    assert bad.exit_code == 1 and "no prediction: Action/Fear/0000" in bad.output
+    assert bad.exit_code == 2 and "no prediction: Action/Fear/0000" in bad.stderr  # a user error: one line
+    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ")
 
 
 def test_aggregated_work_dir_released_then_evaluated(tmp_path):

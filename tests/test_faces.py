@@ -325,19 +325,19 @@ def test_scrfd_missing_model_names_the_fix(tmp_path):
 
 
 def test_auto_backend_is_scrfd_where_its_model_is_present(tmp_path):
-    from pipeline.clips import stage_config_hash
+    from pipeline.clips import ClipsStage
     from schemas.config import BuildConfig
 
     auto = FacesConfig(models_dir=str(tmp_path), device="cpu")
     offline = resolve_faces(auto)
     assert (offline.backend, offline.det_sizes) == ("centerface", [320])
-    before = stage_config_hash(BuildConfig(faces=auto))
+    before = ClipsStage(tmp_path, BuildConfig(faces=auto)).stamp  # (the stage resolves its face settings once)
     pack = tmp_path / "buffalo_l"
     pack.mkdir()
     build_scrfd_model(pack / "det_10g.onnx")
     production = resolve_faces(auto)
     assert (production.backend, production.det_sizes) == ("scrfd", [640, 128])
-    assert stage_config_hash(BuildConfig(faces=auto)) != before  # clips cut by another detector are redone
+    assert ClipsStage(tmp_path, BuildConfig(faces=auto)).stamp != before  # clips cut by another detector are redone
     detector = load_detector(auto.model_copy(update={"det_sizes": [128]}))
     assert detector.name == "scrfd"
     np.testing.assert_allclose(detector.detect([scrfd_frame()])[0], expected_scrfd_boxes(), atol=1e-3)

@@ -94,7 +94,7 @@ def test_a_failing_source_does_not_fail_the_flow(e2e):
     broken = failures[failures["message"].str.contains("broken.mp4")]
     assert len(broken) == 1 and broken.iloc[0]["stage"] == "acquire"
     assert broken.iloc[0]["input_id"] in _artifact("ferv-acquire")
-    assert len(read_manifest(root, "sources")) == 3
+    assert len(read_manifest(root, "sources")) == 5  # the five demo sources (pipeline.samples)
 
 
 def test_dask_runner_makes_the_same_clips_as_threads(e2e, samples, centerface_models_dir, tmp_path):

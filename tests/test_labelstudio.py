@@ -13,6 +13,7 @@ import pytest
 from annotation import server
 from annotation.client import LabelStudioUnavailable, LSClient
 from annotation.labeling_config import hotkeys, labeling_config
+from annotation.media import clips_storage
 from annotation.push import copy_title, provision_project, push_tasks
 from annotation.simulate import choice_result, simulate
 from annotation.sync import sync_votes
@@ -53,10 +54,13 @@ def test_push_creates_one_task_per_clip_and_copy_and_second_push_none(labelstudi
         assert group["project_id"].iloc[0] == first.projects[copy_title(cfg.labelstudio, copy_index)]
 
     task = client.sdk.tasks.get(str(tasks["task_id"].iloc[0]))
+    title = copy_title(cfg.labelstudio, int(tasks["copy_index"].iloc[0]))
     clip_id = tasks["clip_id"].iloc[0]
-    rel = tmp_path.resolve().relative_to(labelstudio.clips_root)
+    storage = clips_storage(tmp_path, labelstudio.clips_root)  # a link in the media root to WORKDIR/clips
+    assert storage.parent == labelstudio.clips_root and storage.resolve() == (tmp_path / "clips").resolve()
+    assert [s.path for s in client.sdk.import_storage.local.list(project=first.projects[title])] == [str(storage)]
     assert task.data["clip_id"] == clip_id and task.meta["clip_id"] == clip_id
-    assert task.data["crop_video"] == f"/data/local-files/?d={rel.as_posix()}/clips/crop/{clip_id}.mp4"
+    assert task.data["crop_video"] == f"/data/local-files/?d={storage.name}/crop/{clip_id}.mp4"
     served = httpx.get(labelstudio.url + task.data["crop_video"],
                        headers={"Authorization": f"Token {labelstudio.token}"})
     assert served.status_code == 200 and served.content == (tmp_path / f"clips/crop/{clip_id}.mp4").read_bytes()

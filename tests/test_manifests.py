@@ -11,10 +11,10 @@ import pytest
 
 from schemas import ids
 from schemas.manifests import (
-    MANIFESTS, SCHEMAS, ManifestError, append_manifest, clear_failure, read_manifest, read_records,
-    record_failure, write_manifest,
+    MANIFESTS, SCHEMAS, ManifestError, append_manifest, read_manifest, read_records,
+    write_manifest,
 )
-from schemas.records import FailureRecord, ShotRecord, SourceRecord
+from schemas.records import ShotRecord, SourceRecord
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -106,16 +106,6 @@ def test_append_replaces_by_key(tmp_path):
     append_manifest(tmp_path, "sources", [_source(2, title="new")], key=["source_id"])
     rows = read_records(tmp_path, "sources")
     assert [r.source_id for r in rows] == ["src-1", "src-2"] and rows[1].title == "new"
-
-
-def test_failures_are_recorded_and_cleared(tmp_path):
-    record_failure(tmp_path, FailureRecord.from_exception("clips", "src-1", ValueError("bad moov atom")))
-    record_failure(tmp_path, FailureRecord.from_exception("clips", "src-1", ValueError("still bad")))
-    frame = read_manifest(tmp_path, "failures")
-    assert frame[["stage", "input_id", "error_kind", "message"]].values.tolist() == [
-        ["clips", "src-1", "ValueError", "still bad"]]
-    clear_failure(tmp_path, "clips", "src-1")
-    assert read_manifest(tmp_path, "failures").empty
 
 
 def test_ids_are_stable_across_processes():

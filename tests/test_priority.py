@@ -19,7 +19,7 @@ def clips() -> pd.DataFrame:
         "clip_id": [f"c{i:02d}" for i in range(n)], "predicted_expression": PREDICTED,
         "predicted_prob": [0.5 + i / 100 for i in range(n)],
         "intensity": [0.1 if p == "Neutral" else 0.8 for p in PREDICTED],
-        "scene": "Talkshow", "scenario": "WIS", "scene_path": "s.mp4", "crop_path": "c.mp4"})
+        "scene": "Talkshow", "scenario": "WIS", "scene_path": "clips/s.mp4", "crop_path": "clips/c.mp4"})
 
 
 def plan(copies: int = 2) -> pd.DataFrame:
@@ -66,14 +66,15 @@ def test_expression_order_puts_rare_strong_classes_first_and_unscored_clips_last
 def test_only_review_and_gold_tasks_carry_the_model_prediction(role, carries, tmp_path):
     clip = clips().iloc[7]
     row = pd.Series({"group_id": "g", "copy_index": 0 if role == "copy" else -1, "is_gold": role == "gold"})
-    payload = with_prediction(task_payload(clip, row, LabelStudioConfig(), tmp_path), clip, role, ExpressionConfig())
+    task = task_payload(clip, row, LabelStudioConfig(), tmp_path, tmp_path / "clips")
+    payload = with_prediction(task, clip, role, ExpressionConfig())
     assert ("predictions" in payload) == carries
     if carries:
         (pred,) = payload["predictions"]
         assert pred["result"][0]["value"]["choices"] == ["Pride"]  # Happy's first descriptor
         assert pred["result"][0]["from_name"] == "descriptor" and pred["score"] == pytest.approx(0.57)
     off = ExpressionConfig(predictions_on=[])
-    assert "predictions" not in with_prediction(task_payload(clip, row, LabelStudioConfig(), tmp_path), clip, role, off)
+    assert "predictions" not in with_prediction(task, clip, role, off)
     assert "predictions" not in with_prediction({"data": {}}, clips().iloc[11], role, ExpressionConfig())  # unscored
 
 

@@ -3,28 +3,35 @@ split, byte-identical rebuilds, checks, derived lists and the CLI."""
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import re
 import shutil
+import tarfile
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
+import av
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipeline.release import build_release, check_release, export_lists
+from pipeline.release import build_release, check_release, export_lists, export_release
 from pipeline.release.metadata import read_metadata
+from pipeline.release.public import check_cfr_h264, is_public_url, public_url
 from pipeline.release.rebuild import rebuild_release
 from pipeline.release.split import assign_split
 from schemas.config import BuildConfig
 from schemas.manifests import read_manifest, write_manifest
 from schemas.taxonomy import TAXONOMY
-from tests.release_support import default_plans, make_workdir
+from tests.release_support import LOCAL_DIR, default_plans, make_workdir, own_scene_plans
 
 PLANS = default_plans()
 RELEASED = [(p.scene, label) for p in PLANS if p.status in ("accepted", "gold") for label in p.labels if label]
@@ -63,10 +70,14 @@ def test_release_has_exactly_the_ferv39k_layout(release, workdir):
         for name in names:
             with Image.open(folder / name) as img:
                 assert (img.format, img.size) == ("JPEG", (224, 224))
-    assert sorted(p.relative_to(release / "4_setups").as_posix() for p in (release / "4_setups").rglob("*.csv")) == [
-        "22_scenes/test_Interview.csv", "22_scenes/test_Talkshow.csv", "22_scenes/train_Interview.csv",
-        "22_scenes/train_Talkshow.csv", "4_scenarios/test_SIA.csv", "4_scenarios/test_WIS.csv",
-        "4_scenarios/train_SIA.csv", "4_scenarios/train_WIS.csv", "All_scenes/test_All.csv", "All_scenes/train_All.csv"]
+    meta, kv = read_metadata(release / "metadata.parquet")
+    present = meta.drop_duplicates(["split", "scene"])  # a list per scene and scenario with clips in the split
+    lists = sorted(p.relative_to(release / "4_setups").as_posix() for p in (release / "4_setups").rglob("*.csv"))
+    assert lists == sorted(
+        ["All_scenes/test_All.csv", "All_scenes/train_All.csv"]
+        + [f"22_scenes/{s}_{scene}.csv" for s, scene in zip(present["split"], present["scene"])]
+        + [f"4_scenarios/{s}_{code}.csv" for s, code in set(zip(present["split"], present["scenario"]))])
+    assert len(present) >= 3 and {"Talkshow", "Interview"} <= set(present["scene"])
     lines = []
     for split in ("train", "test"):
         text = (release / f"4_setups/All_scenes/{split}_All.csv").read_text()
@@ -74,7 +85,6 @@ def test_release_has_exactly_the_ferv39k_layout(release, workdir):
         lines += text.splitlines()
     assert all(LINE.match(line) for line in lines), "one space, no header, <Scene>/<Expression>/<NNNN> <Expression>"
     assert Counter((m["scene"], m["expr"]) for m in map(LINE.match, lines)) == cells
-    meta, kv = read_metadata(release / "metadata.parquet")
     assert kv["ferv.taxonomy_version"] == TAXONOMY.version and "crop_size" in kv["ferv.export_config"]
     assert sorted(meta["path"]) == sorted(line.split(" ")[0] for line in lines)
     assert set(meta["label_status"]) == {"accepted", "gold"}
@@ -268,3 +278,221 @@ def test_rebuild_names_missing_and_altered_sources(workdir, release, tmp_path):
     assert f"source {videos[2].stem}: no file" in result.output
     meta, _ = read_metadata(release / "metadata.parquet")
     assert f"{(meta['source_id'] == videos[0].stem).sum()} of {len(meta)} clips re-cut" in result.output
+
+
+@pytest.mark.parametrize(("n", "test_clips"), [(2, 2), (3, 2), (10, 4)])
+def test_builds_of_few_sources_have_non_empty_train_and_test(n, test_clips, tmp_path):
+    """Each source alone in its scene with two clips: no cell can be split, yet both splits get whole sources,
+    the test share as near 20% as whole sources allow (50%, 33%, 20%)."""
+    plans = own_scene_plans(n)
+    work = make_workdir(tmp_path / "work", plans)
+    summary = build_release(work, tmp_path / "out", BuildConfig())
+    assert (summary.clips, summary.train, summary.test) == (2 * n, 2 * n - test_clips, test_clips)
+    for split in ("train", "test"):
+        assert (tmp_path / f"out/4_setups/All_scenes/{split}_All.csv").read_text().strip()
+    meta, _ = read_metadata(tmp_path / "out/metadata.parquet")
+    assert meta.groupby("source_id")["split"].nunique().max() == 1
+    if n == 10:  # enough sources to keep every expression in train
+        assert set(meta.loc[meta["split"] == "train", "expression"]) == set(TAXONOMY.expression_names)
+    share = 100 * test_clips / (2 * n)
+    report = (tmp_path / "out/REPORT.md").read_text()
+    assert f"Test share {share:.1f}% against a target of 20% ({share - 20:+.1f} points)" in report
+    assert f"With {n} sources the share can only move in steps of whole sources" in report
+    assert check_release(tmp_path / "out") == []
+    assert assign_split(meta, 0.2, seed=0).tolist() == meta["split"].tolist()  # deterministic for the seed
+
+
+def test_a_single_source_is_refused_with_one_clear_line(tmp_path):
+    work = make_workdir(tmp_path / "work", own_scene_plans(1))
+    result = CliRunner().invoke(app, ["release", "build", str(work), str(tmp_path / "out")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    meta = read_manifest(work, "sources")
+    line = (f"all 2 released clips come from one source video ({meta['source_id'][0]}): a grouped train/test split "
+            "needs at least two sources; add sources and build again")
+    assert line in " ".join(result.output.split())  # one line, which the console may wrap
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_and_export_fail_on_an_empty_split_list(release, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(release, broken)
+    (broken / "4_setups/All_scenes/test_All.csv").write_text("")
+    problems = check_release(broken)
+    assert any(p.endswith("empty split list; a release needs clips in both train and test (whole source videos "
+                          "per split, so at least two sources): add sources and build the release again")
+               and "test_All.csv" in p for p in problems), problems
+    runner = CliRunner()
+    assert runner.invoke(app, ["release", "check", str(broken)]).exit_code == 1
+    for fmt in ("mae-dfer", "dfer-clip", "hf", "webdataset"):
+        result = runner.invoke(app, ["release", "export", "--format", fmt, "--dest", str(tmp_path / fmt), str(broken)])
+        assert result.exit_code == 1 and "test_All.csv: empty split list" in result.output, (fmt, result.output)
+        assert not (tmp_path / fmt).exists() or not any((tmp_path / fmt).rglob("*.*")), fmt
+
+
+def _modes(root: Path) -> tuple[set[str], set[str]]:
+    files = {oct(p.stat().st_mode & 0o777) for p in root.rglob("*") if p.is_file()}
+    folders = {oct(p.stat().st_mode & 0o777) for p in [root, *root.rglob("*")] if p.is_dir()}
+    return files, folders
+
+
+def test_release_files_are_shareable_whatever_the_umask(workdir, tmp_path):
+    old = os.umask(0o077)  # a private umask (as the Label Studio side runs under) must not leak into a release
+    try:
+        out = tmp_path / "out"
+        build_release(workdir, out, BuildConfig())
+        lists = export_lists(out, "mae-dfer")
+        hf_files = export_release(out, "hf", tmp_path / "hf")
+        shards = export_release(out, "webdataset", tmp_path / "wds")
+    finally:
+        os.umask(old)
+    assert _modes(out) == ({"0o644"}, {"0o755"})
+    assert {oct(p.stat().st_mode & 0o777) for p in lists} == {"0o644"}
+    assert _modes(tmp_path / "hf") == ({"0o644"}, {"0o755"}) and len(hf_files) > 4
+    assert _modes(tmp_path / "wds") == ({"0o644"}, {"0o755"}) and shards
+    # clip folders hold only their frame images
+    names = {p.name for p in (out / "2_ClipsforFaceCrop").glob("*/*/*/*")}
+    assert names and all(re.fullmatch(r"\d{5}\.jpg", n) for n in names)
+    assert all(p.is_dir() for p in (out / "2_ClipsforFaceCrop").glob("*/*/*"))
+
+
+def test_public_urls_carry_no_credentials_query_or_machine_path(tmp_path):
+    roots = [tmp_path / "videos"]
+    assert public_url("https://user:secret@example.org:8443/v/1.mp4?token=abc#t=3", "url_list", roots, "ab") == \
+        "https://example.org:8443/v/1.mp4"
+    assert public_url("https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=42&list=x", "search", roots, "ab") == \
+        "https://youtu.be/dQw4w9WgXcQ"
+    assert public_url(str(tmp_path / "videos/Talkshow/a.mp4"), "local", roots, "ab") == "local:Talkshow/a.mp4"
+    assert public_url("/elsewhere/a.mp4", "local", roots, "ab") == "local:sha256:ab"
+    raw = ["https://user:secret@example.org/v.mp4", "https://example.org/v.mp4?sig=1", "/home/me/v.mp4",
+           "local:/home/me/v.mp4"]
+    assert not any(map(is_public_url, raw))
+    assert all(is_public_url(public_url(u, "url_list" if "://" in u else "local", roots, "ab")) for u in raw)
+
+
+def test_the_same_local_sources_in_other_folders_give_identical_checksums(tmp_path):
+    """Two machines (folders) acquire the same local videos: metadata and SHA256SUMS are byte-identical."""
+    plans = own_scene_plans(3)
+    first = make_workdir(tmp_path / "a" / "work", plans, local=True)
+    second = tmp_path / "b" / "elsewhere" / "work"
+    shutil.copytree(first, second)
+    sources = read_manifest(second, "sources")
+    sources["url"] = [u.replace(str(first.resolve()), str(second.resolve())) for u in sources["url"]]
+    write_manifest(second, "sources", sources)
+    cfg = BuildConfig(sources=[{"kind": "local", "path": LOCAL_DIR}],
+                      faces={"models_dir": str(tmp_path / "models")})
+    outs = [build_release(w, w.parent / "release", cfg).out for w in (first, second)]
+    for name in ("SHA256SUMS", "metadata.parquet", "metadata.csv"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    meta, _ = read_metadata(outs[0] / "metadata.parquet")
+    assert sorted(meta["source_url"].unique()) == sorted(f"local:{p.scene}/{p.name}.mp4" for p in plans)
+    for out in outs:  # no path of the building machine in any shared file, the datasheet included
+        for path in out.rglob("*"):
+            if path.is_file() and path.suffix in (".md", ".csv", ".parquet", "") and path.name != "SHA256SUMS":
+                data = path.read_bytes()
+                assert str(tmp_path).encode() not in data, path
+    readme = (outs[0] / "README.md").read_text()
+    assert "<local path>" in readme  # faces.models_dir, an absolute path, is not shown
+
+
+def test_datasheet_has_the_dataset_card_sections(release):
+    text = (release / "README.md").read_text()
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    for heading in ("## Dataset Summary", "## Dataset Structure", "### Data Fields", "### Data Splits",
+                    "## Dataset Creation", "### Curation Rationale", "### Source Data", "### Annotations",
+                    "### Personal and Sensitive Information", "### Licensing Information",
+                    "### Citation Information"):
+        assert heading in headings, heading
+    assert "@inproceedings{wang2022ferv39k" in text and "CC BY-NC 4.0" in text
+    votes = sum(len([x for x in p.labels]) for p in PLANS) * 3
+    assert f"- valid votes: {votes} from 3 crowd annotators" in text
+    assert "- labels: 19 accepted, 2 ambiguous, 2 gold, 1 unusable" in text
+    assert "Test share " in text and "Licences the sources state: 7 not stated (source videos)" in text
+
+
+def _loaded_hf(folder: Path, cache: Path) -> dict:
+    """``datasets.load_dataset(folder)`` in a fresh offline interpreter (the offline switch is read at import)."""
+    code = f"""
+import json, datasets
+ds = datasets.load_dataset({str(folder)!r}, cache_dir={str(cache)!r})
+train = ds["train"]
+print(json.dumps({{"splits": {{k: v.num_rows for k, v in ds.items()}},
+                   "labels": train.features["label"].names, "scenes": train.features["scene"].names,
+                   "video": type(train.features["video"]).__name__,
+                   "rows": {{s: [{{k: r[k] for k in ("key", "label", "scene", "descriptor", "annotators", "agreement",
+                                                    "source_id")}} | {{"video": r["video"]["path"]}}
+                                for r in ds[s]] for s in ds}}}}))
+"""
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(cache)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_hf_export_loads_offline_with_datasets(release, tmp_path):
+    pytest.importorskip("datasets")
+    dest = tmp_path / "hf"
+    result = CliRunner().invoke(app, ["release", "export", "--format", "hf", "--dest", str(dest), str(release)])
+    assert result.exit_code == 0, result.output
+    card = (dest / "README.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["task_categories"] == ["video-classification"]
+    assert header["configs"][0]["data_files"] == [{"split": "train", "path": "data/train/*"},
+                                                  {"split": "test", "path": "data/test/*"}]
+    loaded = _loaded_hf(dest, tmp_path / "cache")
+    meta, _ = read_metadata(release / "metadata.parquet")
+    assert loaded["splits"] == {s: int((meta["split"] == s).sum()) for s in ("train", "test")}
+    assert loaded["labels"] == [e.name for e in sorted(TAXONOMY.expressions, key=lambda e: e.id)]
+    assert loaded["labels"] == TAXONOMY.expression_names and loaded["scenes"] == TAXONOMY.scene_names
+    assert loaded["video"] == "Video"
+    by_key = meta.set_index("path")
+    for split, rows in loaded["rows"].items():
+        for row in rows:
+            truth = by_key.loc[row["key"]]
+            assert truth["split"] == split
+            assert loaded["labels"][row["label"]] == truth["expression"] and row["label"] == truth["label_id"]
+            assert loaded["scenes"][row["scene"]] == truth["scene"]
+            assert (row["annotators"], row["agreement"], row["source_id"]) == (3, 1.0, truth["source_id"])
+            assert row["descriptor"] == truth["descriptor"] == TAXONOMY.expression(truth["expression"]).descriptors[0]
+            video = Path(row["video"])
+            assert video.parent == dest / "data" / split
+            assert video.read_bytes() == (release / "1_Clips/FaceCrop" / f"{row['key']}.mp4").read_bytes()
+    check_cfr_h264(Path(loaded["rows"]["test"][0]["video"]), 6)
+
+
+def test_webdataset_shards_read_back_with_tarfile(release, tmp_path):
+    meta, _ = read_metadata(release / "metadata.parquet")
+    shards = export_release(release, "webdataset", tmp_path / "wds", shard_clips=4)
+    test_clips = int((meta["split"] == "test").sum())
+    assert [p.relative_to(tmp_path / "wds").as_posix() for p in shards if p.parent.name == "test"] == [
+        f"test/{i:05d}.tar" for i in range(-(-test_clips // 4))]
+    by_key = meta.set_index("path")
+    seen = []
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            members = tar.getmembers()
+            assert all((m.mtime, m.uid, m.gid, m.mode) == (members[0].mtime, 0, 0, 0o644) for m in members)
+            stems = [m.name.rsplit(".", 1)[0] for m in members]
+            assert stems[::2] == stems[1::2] and len(set(stems)) <= 4  # pairs: key.json, key.mp4
+            for json_member, mp4_member in zip(members[::2], members[1::2]):
+                record = json.loads(tar.extractfile(json_member).read())
+                truth = by_key.loc[record["key"]]
+                assert json_member.name == f"{record['key'].replace('/', '_')}.json"
+                assert mp4_member.name == f"{record['key'].replace('/', '_')}.mp4"
+                assert (record["label"], record["label_id"], record["split"]) == (
+                    truth["expression"], truth["label_id"], shard.parent.name)
+                with av.open(io.BytesIO(tar.extractfile(mp4_member).read())) as container:
+                    frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+                assert len(frames) == truth["num_frames"] and frames[0].shape == (224, 224, 3)
+                seen.append(record["key"])
+    assert sorted(seen) == sorted(meta["path"])
+    again = export_release(release, "webdataset", tmp_path / "wds2", shard_clips=4)
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in shards]  # byte-identical across runs
+    fewer = export_release(release, "webdataset", tmp_path / "wds", shard_clips=100)  # stale shards go
+    left = sorted(p.relative_to(tmp_path / "wds").as_posix() for p in (tmp_path / "wds").rglob("*.tar"))
+    assert left == ["test/00000.tar", "train/00000.tar"] and len(fewer) == 2
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no ferv webdataset export"):
+        export_release(release, "webdataset", foreign)
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.models import require_model, sha256_of
+from pipeline.models import require_model
+from schemas.ids import file_sha256
 
 ONNX_FILE = "emotion_model.onnx"
 RECIPE = 1  # bump when the conversion changes
@@ -31,7 +32,7 @@ def onnx_model(models_dir: Path) -> Path:
     source = require_model("expression", models_dir)
     target = Path(models_dir) / ONNX_FILE
     stamp_file = target.with_suffix(".json")
-    stamp = json.dumps({"source_sha256": sha256_of(source), "recipe": RECIPE})
+    stamp = json.dumps({"source_sha256": file_sha256(source), "recipe": RECIPE})
     if target.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
         return target
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".convert-") as tmp:

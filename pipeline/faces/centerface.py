@@ -10,18 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from pipeline.faces.boxes import EMPTY, Canvas, clip_to_frame, nms, same_size_batches
+from pipeline.faces.centerface_graph import HEATMAP, INPUT, MULTIPLE, OFFSET, SCALE, STRIDE, dynamic_shapes
+from pipeline.faces.quantize import int8_model
 from pipeline.faces.runtime import check_providers, requested_providers, session_options
 from pipeline.models import require_model
 from schemas.config import FacesConfig
-
-INPUT = "input.1"
-HEATMAP, SCALE, OFFSET = "537", "538", "539"
-STRIDE = 4  # output map cell size in input pixels
-MULTIPLE = 32  # input sides must be multiples of this
 
 
 class CenterFaceDetector:
@@ -32,8 +28,6 @@ class CenterFaceDetector:
     def __init__(self, cfg: FacesConfig, models_dir: Path):
         path = require_model("centerface", models_dir)
         if cfg.precision == "int8":
-            from pipeline.faces.quantize import int8_model
-
             path = int8_model(models_dir)  # built from dynamic_shapes(): loaded as it is
             model = str(path)
         else:
@@ -67,22 +61,3 @@ class CenterFaceDetector:
         dets = canvas.to_frame(cx - box_w / 2, cy - box_h / 2, cx + box_w / 2, cy + box_h / 2, heat[b, 0, y, x])
         return [nms(clip_to_frame(dets[b == i], height, width), self.score_threshold, self.nms_threshold)
                 for i in range(len(frames))]
-
-
-def dynamic_shapes(path: Path) -> onnx.ModelProto:
-    """The model with free batch and spatial sizes (the shipped one is stored with fixed 10x3x32x32 shapes),
-    cleared of an old exporter's habits: weights listed as graph inputs (kept from being folded) and unused
-    weights."""
-    model = onnx.load(str(path))
-    used = {name for node in model.graph.node for name in node.input}
-    names = {w.name for w in model.graph.initializer}
-    weights = [w for w in model.graph.initializer if w.name in used]
-    inputs = [v for v in model.graph.input if v.name not in names]
-    del model.graph.initializer[:], model.graph.input[:]
-    model.graph.initializer.extend(weights)
-    model.graph.input.extend(inputs)
-    for value in [*(v for v in model.graph.input if v.name == INPUT), *model.graph.output]:
-        prefix = "" if value.name == INPUT else "out_"
-        batch, _, height, width = value.type.tensor_type.shape.dim
-        batch.dim_param, height.dim_param, width.dim_param = "batch", f"{prefix}height", f"{prefix}width"
-    return model

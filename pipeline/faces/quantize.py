@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.faces.boxes import Canvas
-from pipeline.faces.centerface import INPUT, MULTIPLE, dynamic_shapes
-from pipeline.models import require_model, sha256_of
+from pipeline.faces.centerface_graph import INPUT, MULTIPLE, dynamic_shapes
+from pipeline.models import require_model
+from schemas.ids import file_sha256
 
 INT8_FILE = "centerface.int8.onnx"
 RECIPE = 1  # bump when the calibration set or the quantization settings change
@@ -35,7 +36,7 @@ def int8_model(models_dir: Path) -> Path:
     source = require_model("centerface", models_dir)
     target = Path(models_dir) / INT8_FILE
     stamp_file = target.with_suffix(".json")
-    stamp = json.dumps({"source_sha256": sha256_of(source), "onnxruntime": ort.__version__, "recipe": RECIPE})
+    stamp = json.dumps({"source_sha256": file_sha256(source), "onnxruntime": ort.__version__, "recipe": RECIPE})
     if target.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
         return target
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".quantize-") as tmp:

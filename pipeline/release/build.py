@@ -10,20 +10,23 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.export import cut_scene_frames
+from pipeline.failures import failure_row
 from pipeline.media import VideoError
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.release import layout
 from pipeline.release.datasheet import datasheet
-from pipeline.release.files import sha256sums, sync_files, write_bytes
-from pipeline.release.metadata import COLUMNS, TrackBoxes, csv_bytes, parquet_bytes, to_table, vote_counts
+from pipeline.release.files import DIR_MODE, make_dirs, sha256sums, sync_files, write_bytes
+from pipeline.release.metadata import (COLUMNS, TrackBoxes, csv_bytes, parquet_bytes, to_table, top_descriptors,
+                                      valid_votes, vote_counts)
+from pipeline.release.public import public_url
 from pipeline.release.report import report_files
 from pipeline.release.split import assign_split
 from schemas.config import BuildConfig
 from schemas.manifests import append_manifest, in_workdir, manifest_lock, read_manifest, write_manifest
-from schemas.records import FailureRecord
 from schemas.taxonomy import TAXONOMY
 
 STAGE = "release"
+AGREEMENT_FILE = "agreement.json"  # written by the aggregate stage
 MANAGED = (layout.CLIPS_DIR, layout.FACE_DIR, layout.SCENE_DIR, layout.SETUPS_DIR, layout.REPORT_DIR)
 
 
@@ -87,8 +90,8 @@ def _usable(frame: pd.DataFrame, workdir: Path, sources: pd.DataFrame, cfg: Buil
     for done, row in enumerate(frame.itertuples(index=False), 1):
         reasons.append(_prepare(row, workdir, sources, cfg))
         progress("release: clips", done, len(frame))
-    failed = [FailureRecord(stage=STAGE, input_id=clip_id, error_kind="MissingInput",
-                            message=f"{clip_id}: {reason}; re-run `ferv clips {workdir}` (or relabel) and build "
+    failed = [failure_row(STAGE, clip_id, "MissingInput",
+                            f"{clip_id}: {reason}; re-run `ferv clips {workdir}` (or relabel) and build "
                                     "the release again")
               for clip_id, reason in zip(frame["clip_id"], reasons) if reason]
     if failed:
@@ -111,24 +114,41 @@ def _number(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _metadata_frame(frame: pd.DataFrame, workdir: Path, sources: pd.DataFrame) -> pd.DataFrame:
+def _metadata_frame(frame: pd.DataFrame, workdir: Path, sources: pd.DataFrame, cfg: BuildConfig,
+                    valid: pd.DataFrame) -> pd.DataFrame:
     tracks = read_manifest(workdir, "tracks")
     boxes = TrackBoxes(tracks[tracks["track_id"].isin(set(frame["track_id"]))])
-    votes = vote_counts(read_manifest(workdir, "votes"))
+    votes = vote_counts(valid)
+    descriptors = top_descriptors(valid, dict(zip(frame["clip_id"], frame["expression"])))
+    local_roots = [in_workdir(workdir, s.path).resolve() for s in cfg.sources if s.kind == "local"]
     src = sources.loc[frame["source_id"]]
     meta = frame.assign(
         scenario=[TAXONOMY.scene(s).scenario for s in frame["scene"]],
         label_id=[TAXONOMY.expression(e).id for e in frame["expression"]],
         dfew_id=[TAXONOMY.expression(e).dfew_id for e in frame["expression"]],
-        source_url=src["url"].to_numpy(), source_sha256=src["sha256"].to_numpy(),
+        source_url=[public_url(u, o, local_roots, h) for u, o, h in zip(src["url"], src["origin"], src["sha256"])],
+        source_sha256=src["sha256"].to_numpy(),
         source_title=src["title"].to_numpy(), source_license=src["license"].to_numpy(),
         track_boxes=[boxes.json(t, int(a), int(b))
                      for t, a, b in zip(frame["track_id"], frame["start_frame"], frame["end_frame"])],
         votes=[votes.get(c, "{}") for c in frame["clip_id"]],
+        descriptor=[descriptors.get(c) for c in frame["clip_id"]],
         face_frames=[len(_frames(workdir / d)) for d in frame["frames_dir"]],
         face_sha256=frame["sha256"],
     )
     return meta.sort_values("path").reset_index(drop=True)[COLUMNS]
+
+
+def _labelling(workdir: Path, valid: pd.DataFrame) -> dict:
+    """The trusted-labelling figures of the datasheet: valid votes, annotators per role, clips per label status
+    and the aggregate stage's agreement figures (``agreement.json``, when written)."""
+    agreement = workdir / AGREEMENT_FILE
+    return {
+        "votes": len(valid),
+        "annotators": valid.groupby("role")["annotator"].nunique().to_dict() if len(valid) else {},
+        "labels": read_manifest(workdir, "labels")["status"].value_counts().to_dict(),
+        "agreement": json.loads(agreement.read_text(encoding="utf-8")) if agreement.is_file() else {},
+    }
 
 
 def _file_plan(frame: pd.DataFrame, workdir: Path, cfg: BuildConfig) -> dict[str, Path]:
@@ -151,15 +171,15 @@ def _lines(rows: pd.DataFrame) -> bytes:
 
 
 def split_lists(meta: pd.DataFrame) -> dict[str, bytes]:
-    """``4_setups`` lists: all scenes, each scene present and each scenario present, train and test
-    (a scene or scenario whose clips all fell in one split has an empty list for the other)."""
+    """``4_setups`` lists: all scenes, and each scene and scenario with clips in the split, train and test
+    (no empty list: a scene or scenario whose clips all fell in one split has no list for the other)."""
     files = {}
     for split in layout.SPLITS:
         part = meta[meta["split"] == split]
         files[layout.all_list(split)] = _lines(part)
-        for scene in sorted(set(meta["scene"])):
+        for scene in sorted(set(part["scene"])):
             files[layout.scene_list(split, scene)] = _lines(part[part["scene"] == scene])
-        for code in sorted(set(meta["scenario"])):
+        for code in sorted(set(part["scenario"])):
             files[layout.scenario_list(split, code)] = _lines(part[part["scenario"] == code])
     return files
 
@@ -196,21 +216,23 @@ def build_release(workdir: Path, out: Path, cfg: BuildConfig, progress: Progress
     if frame.empty:
         raise ReleaseError(f"{workdir}: every labelled clip lacks files; see failures.parquet (stage {STAGE})")
     frame["split"] = assign_split(frame, cfg.release.test_fraction, cfg.release.seed)
-    meta = _metadata_frame(frame, workdir, sources)
+    valid = valid_votes(read_manifest(workdir, "votes"))
+    meta = _metadata_frame(frame, workdir, sources, cfg, valid)
     table = to_table(meta, _file_metadata(cfg))
     plan: dict[str, Path | bytes] = dict(_file_plan(frame, workdir, cfg))
     plan.update(split_lists(meta))
-    plan.update(report_files(meta))
+    plan.update(report_files(meta, cfg.release.test_fraction))
     if cfg.expression.report_baseline:  # the expression model's zero-training WAR/UAR (when it is fetched)
         from pipeline.expression.predict import report_section
         plan[layout.REPORT] += report_section(meta, plan, cfg).encode("utf-8")
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
+    out.chmod(DIR_MODE)
     written = sync_files(out, plan, MANAGED, link=cfg.release.link_files, progress=progress)
     write_bytes(out / layout.METADATA_PARQUET, parquet_bytes(table))
     write_bytes(out / layout.METADATA_CSV, csv_bytes(table))
     write_bytes(out / layout.SUMS, sha256sums(out, progress))
     built_at = datetime.now(timezone.utc).replace(microsecond=0)
-    write_bytes(out / layout.README, datasheet(meta, cfg, built_at))
+    write_bytes(out / layout.README, datasheet(meta, cfg, built_at, _labelling(workdir, valid)))
     test = meta["split"] == "test"
     return ReleaseSummary(out=out, clips=len(meta), train=int((~test).sum()), test=int(test.sum()),
                           sources=meta["source_id"].nunique(), test_sources=meta.loc[test, "source_id"].nunique(),

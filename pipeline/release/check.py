@@ -12,6 +12,7 @@ from pipeline.export import frames_digest
 from pipeline.release import layout
 from pipeline.release.files import verify_sums
 from pipeline.release.metadata import read_metadata
+from pipeline.release.public import is_public_url
 from schemas.taxonomy import TAXONOMY
 
 
@@ -25,6 +26,28 @@ def read_list(path: Path) -> list[tuple[str, str]]:
             raise ValueError(f"{path}:{n}: expected '<Scene>/<Expression>/<NNNN> <Expression>', got {line!r}")
         pairs.append((key, expression))
     return pairs
+
+
+def read_splits(out: Path) -> dict[str, list[tuple[str, str]]]:
+    """``(key, expression)`` pairs of the train and test All lists of the release ``out``; raises ValueError on a
+    missing, malformed or empty list (what an export must not derive from)."""
+    splits = {}
+    for split in layout.SPLITS:
+        path = out / layout.all_list(split)
+        if not path.is_file():
+            raise ValueError(f"{path}: missing; is {out} a ferv release? (`ferv release build` makes one)")
+        splits[split] = read_list(path)
+        if not splits[split]:
+            raise ValueError(f"{path}: empty split list; nothing to export for {split}: build the release from at "
+                             "least two sources (whole source videos per split) and export again")
+    return splits
+
+
+def empty_lists(out: Path) -> list[str]:
+    """One line per empty split list of the release ``out``: DFER loaders crash on them (or train on nothing)."""
+    return [f"{path}: empty split list; a release needs clips in both train and test (whole source videos per "
+            "split, so at least two sources): add sources and build the release again"
+            for path in sorted((out / layout.SETUPS_DIR).rglob("*.csv")) if path.stat().st_size == 0]
 
 
 def _frame_problems(folder: Path, size: int | None) -> list[str]:
@@ -85,6 +108,7 @@ def check_release(out: Path, frame_size: int | None = None) -> list[str]:
         except ValueError as exc:
             problems.append(str(exc))
             lists[split] = []
+    problems += empty_lists(out)
     keys = Counter(k for pairs in lists.values() for k, _ in pairs)
     problems += [f"{k}: listed {n} times in the All lists" for k, n in sorted(keys.items()) if n > 1]
     folders = {p.relative_to(out / layout.FACE_DIR).as_posix() for p in (out / layout.FACE_DIR).glob("*/*/*")}
@@ -140,6 +164,9 @@ def _metadata_problems(out: Path, lists: dict[str, list[tuple[str, str]]]) -> li
     listed = {k: split for split, pairs in lists.items() for k, _ in pairs}
     if dict(zip(meta["path"], meta["split"])) != listed:
         problems.append(f"{layout.METADATA_PARQUET}: paths and splits differ from the All lists")
+    problems += [f"{layout.METADATA_PARQUET}: source {s} has a URL that is not public ({u!r}: a machine path, "
+                 "credentials or a query string); rebuild the release with this version of ferv"
+                 for s, u in sorted(set(zip(meta["source_id"], meta["source_url"]))) if not is_public_url(u)]
     both = meta.groupby("source_id")["split"].nunique()
     problems += [f"source {s}: has clips in both train and test" for s in sorted(both[both > 1].index)]
     for path, n, digest in zip(meta["path"], meta["face_frames"], meta["face_sha256"]):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.release import layout
-from pipeline.release.check import read_list
+from pipeline.release.check import read_splits
 from pipeline.release.files import write_bytes
 from schemas.taxonomy import TAXONOMY
 
@@ -30,9 +30,9 @@ def export_lists(release: Path, fmt: str, dest: Path | None = None, root: Path |
     dest = Path(dest) if dest else release / layout.EXPORTS_DIR / fmt
     base = (Path(root) if root else release) / layout.FACE_DIR
     written = []
-    for split in layout.SPLITS:
+    for split, pairs in read_splits(release).items():
         lines = []
-        for key, expression in read_list(release / layout.all_list(split)):
+        for key, expression in pairs:
             label = TAXONOMY.expression(expression).dfew_id
             folder = base / key
             if fmt == "dfer-clip":

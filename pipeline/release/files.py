@@ -1,4 +1,7 @@
-"""Writing release files idempotently (copy or hard link, stale files removed) and ``SHA256SUMS``."""
+"""Writing release files idempotently (copy or hard link, stale files removed) and ``SHA256SUMS``.
+
+Everything written here is meant to be shared: files are mode 0644 and folders 0755 whatever the umask
+(a private umask such as 077 would otherwise make them unreadable to the people they are shared with)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from schemas.ids import file_sha256
 
 UNSUMMED = (layout.README, layout.SUMS)  # README.md carries the build time; SHA256SUMS cannot list itself
 UNSUMMED_DIRS = (layout.EXPORTS_DIR,)
+FILE_MODE, DIR_MODE = 0o644, 0o755
 
 
 def _same(src: Path | bytes, dest: Path) -> bool:
@@ -29,8 +33,26 @@ def _same(src: Path | bytes, dest: Path) -> bool:
         return False
 
 
-def _place(src: Path, dest: Path, link: bool) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
+def make_dirs(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, each mode 0755."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        path.chmod(DIR_MODE)
+
+
+def share(path: Path) -> None:
+    """Give a release file mode 0644 (a hard-linked file's other names get it too)."""
+    if path.stat().st_mode & 0o7777 != FILE_MODE:
+        path.chmod(FILE_MODE)
+
+
+def place(src: Path, dest: Path, link: bool = False) -> None:
+    """Copy (or hard-link) ``src`` to ``dest`` atomically, mode 0644."""
+    make_dirs(dest.parent)
     tmp = dest.with_name(f".{dest.name}.part")
     tmp.unlink(missing_ok=True)
     if link:
@@ -40,6 +62,7 @@ def _place(src: Path, dest: Path, link: bool) -> None:
             shutil.copyfile(src, tmp)
     else:
         shutil.copyfile(src, tmp)
+    share(tmp)
     os.replace(tmp, dest)
 
 
@@ -68,19 +91,23 @@ def sync_files(out: Path, plan: dict[str, Path | bytes], managed: Iterable[str],
             if isinstance(plan[rel], bytes):
                 write_bytes(dest, plan[rel])
             else:
-                _place(plan[rel], dest, link)
+                place(plan[rel], dest, link)
             written += 1
+        else:
+            share(dest)
         if done % 500 == 0 or done == total:
             progress("release: files", done, total)
     return written
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically with ``data`` unless it already holds exactly that."""
+    """Replace ``path`` atomically with ``data`` (mode 0644) unless it already holds exactly that."""
     if path.exists() and path.read_bytes() == data:
+        share(path)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pipeline.export import frame_name  # noqa: F401 (the exporter names the frames; FRAME_DIGITS matches it)
+
 FACE_DIR = "2_ClipsforFaceCrop"  # <Scene>/<Expression>/<NNNN>/<frames>.jpg, 224x224
 SCENE_DIR = "3_ClipsforScenImages"  # <Scene>/<Expression>/<NNNN>/<frames>.jpg, original framing
 CLIPS_DIR = "1_Clips"  # FaceCrop/<key>.mp4 and Scene/<key>.mp4 (the scene clip has the face marked)
@@ -36,11 +38,6 @@ FRAME_RE = re.compile(r"^\d{%d}\.jpg$" % FRAME_DIGITS)
 
 def clip_key(scene: str, expression: str, index: int) -> str:
     return f"{scene}/{expression}/{index:04d}"
-
-
-def frame_name(position: int) -> str:
-    """Name of the frame at 0-based ``position`` in playing order."""
-    return f"{position + 1:0{FRAME_DIGITS}d}.jpg"
 
 
 def all_list(split: str) -> str:

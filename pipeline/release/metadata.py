@@ -54,6 +54,7 @@ METADATA_SCHEMA = pa.schema([
     pa.field("n_votes", _I, nullable=False),
     pa.field("agreement", _F, nullable=False),
     pa.field("votes", _S, nullable=False),  # JSON {label: count} of the valid votes (crowd and expert)
+    pa.field("descriptor", _S),  # the descriptor word most voted for the released label (ties: alphabetical)
     pa.field("face_frames", _I, nullable=False),  # JPEG frames in 2_ClipsforFaceCrop/<path>
     pa.field("face_sha256", _S, nullable=False),  # digest of the face-crop frames, in order
 ])
@@ -80,15 +81,32 @@ class TrackBoxes:
         return json.dumps(rows, separators=(",", ":"))
 
 
-def vote_counts(votes: pd.DataFrame) -> pd.Series:
-    """JSON ``{label: count}`` per clip id over the latest version of every valid annotation."""
+def valid_votes(votes: pd.DataFrame) -> pd.DataFrame:
+    """The latest version of every annotation that is neither cancelled nor deleted and has a label."""
     if votes.empty:
-        return pd.Series(dtype=object)
+        return votes
     latest = votes.sort_values("synced_at").drop_duplicates(["project_id", "annotation_id"], keep="last")
-    valid = latest[~latest["cancelled"] & ~latest["deleted"] & latest["label"].notna()]
+    return latest[~latest["cancelled"] & ~latest["deleted"] & latest["label"].notna()]
+
+
+def vote_counts(valid: pd.DataFrame) -> pd.Series:
+    """JSON ``{label: count}`` per clip id over ``valid`` votes (:func:`valid_votes`)."""
+    if valid.empty:
+        return pd.Series(dtype=object)
     counts = valid.groupby(["clip_id", "label"]).size()
     return counts.groupby(level=0).apply(
         lambda s: json.dumps({k[1]: int(v) for k, v in sorted(s.items())}, separators=(",", ":")))
+
+
+def top_descriptors(valid: pd.DataFrame, labels: dict[str, str]) -> dict[str, str]:
+    """Per clip id, the descriptor most chosen among ``valid`` votes for its label ``labels[clip_id]``
+    (ties: alphabetical); clips without such a vote are left out."""
+    if valid.empty:
+        return {}
+    agree = valid[valid["descriptor"].notna() & (valid["label"] == valid["clip_id"].map(labels))]
+    counts = agree.groupby(["clip_id", "descriptor"]).size().reset_index(name="n")
+    best = counts.sort_values(["clip_id", "n", "descriptor"], ascending=[True, False, True])
+    return dict(best.drop_duplicates("clip_id")[["clip_id", "descriptor"]].itertuples(index=False))
 
 
 def to_table(frame: pd.DataFrame, file_metadata: dict[str, str]) -> pa.Table:
@@ -112,8 +130,11 @@ def csv_bytes(table: pa.Table) -> bytes:
 def read_metadata(path) -> tuple[pd.DataFrame, dict[str, str]]:
     """Rows and key-value metadata of a release's ``metadata.parquet`` (schema checked)."""
     table = pq.read_table(path)
-    missing = [n for n in COLUMNS if n not in table.column_names]
+    missing = [n for n in COLUMNS if n not in table.column_names and not METADATA_SCHEMA.field(n).nullable]
     if missing:
         raise ValueError(f"{path}: not a ferv release metadata file (missing columns {missing})")
+    for field in METADATA_SCHEMA:  # an older release lacks later optional columns: they read as empty
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(len(table), field.type))
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"ferv.")}
     return table.select(COLUMNS).to_pandas(), meta

@@ -20,11 +20,13 @@ import pandas as pd
 from pipeline.export import cut_scene_frames, recut_face_frames
 from pipeline.progress import ProgressFn, no_progress
 from pipeline.release import layout
-from pipeline.release.build import check_target, split_lists
+from pipeline.release.build import ReleaseError, check_target, split_lists
 from pipeline.release.files import sha256sums, sync_files, write_bytes
 from pipeline.release.metadata import read_metadata
 from pipeline.release.sources import find_sources
 from schemas.config import ExportConfig
+from schemas.errors import UserError
+from schemas.taxonomy import TAXONOMY
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,47 @@ class RebuildSummary:
     clips: int
     matched: int  # clips whose re-cut frames have the stored checksum
     problems: tuple[str, ...] = field(default_factory=tuple)  # one line per clip or source that failed
+
+
+class UnsafeMetadata(UserError, ReleaseError):
+    """Release metadata that cannot be trusted: rebuilding from it could write anywhere."""
+
+
+def _row_problem(row: pd.Series, out: Path) -> str | None:
+    """Why a metadata row cannot be trusted (its key, scene, scenario, expression, split or frame range do not
+    fit the layout and the taxonomy, or a file of it would land outside ``out``), or None."""
+    key = str(row["path"])
+    match = layout.KEY_RE.match(key)
+    if not match:
+        return f"path {key!r} is not <Scene>/<Expression>/<NNNN>"
+    scene, expression = match["scene"], match["expression"]
+    if scene not in TAXONOMY.scene_names or row["scene"] != scene:
+        return f"scene {row['scene']!r} of {key!r} is not the taxonomy scene its path names"
+    if row["scenario"] != TAXONOMY.scene(scene).scenario:
+        return f"scenario {row['scenario']!r} of {key!r} is not the scenario of {scene}"
+    if expression not in TAXONOMY.expression_names or row["expression"] != expression:
+        return f"expression {row['expression']!r} of {key!r} is not the taxonomy expression its path names"
+    if row["split"] not in layout.SPLITS:
+        return f"split {row['split']!r} of {key!r} is not one of {layout.SPLITS}"
+    if not 0 <= int(row["start_frame"]) < int(row["end_frame"]):
+        return f"frame range [{row['start_frame']}, {row['end_frame']}) of {key!r} is empty or negative"
+    root = out.resolve()
+    for folder in (layout.FACE_DIR, layout.SCENE_DIR):
+        if not (out / folder / key).resolve().is_relative_to(root / folder):
+            return f"{key!r} resolves outside {out / folder}"
+    return None
+
+
+def check_metadata(meta: pd.DataFrame, out: Path, where: Path) -> None:
+    """Refuse metadata with any row that does not fit (see :func:`_row_problem`), or with a key twice."""
+    bad = [(row["clip_id"], problem) for _, row in meta.iterrows() if (problem := _row_problem(row, out))]
+    if meta["path"].duplicated().any():
+        bad.append(("-", f"paths listed twice: {sorted(set(meta.loc[meta['path'].duplicated(), 'path']))[:3]}"))
+    if bad:
+        shown = "; ".join(f"{clip}: {problem}" for clip, problem in bad[:3])
+        raise UnsafeMetadata(f"{where}: {len(bad)} rows do not fit the release layout and taxonomy ({shown}"
+                           f"{'; ...' if len(bad) > 3 else ''}); nothing was written: use the metadata.parquet of "
+                           "an unmodified release")
 
 
 def _recut(row: pd.Series, source: Path, root: Path, export: ExportConfig, scene_frames: bool) -> str:
@@ -51,7 +94,12 @@ def rebuild_release(metadata: Path, sources_dir: Path, out: Path, progress: Prog
     and compare each clip's face-crop frames with its stored ``face_sha256``."""
     metadata, out = Path(metadata), Path(out)
     check_target(out)
-    meta, kv = read_metadata(metadata)
+    try:
+        meta, kv = read_metadata(metadata)
+    except (OSError, ValueError) as exc:
+        raise UnsafeMetadata(f"{metadata}: not a readable release metadata file ({' '.join(str(exc).split())}); pass "
+                           "the metadata.parquet of a release") from None
+    check_metadata(meta, out, metadata)
     # settings an older ferv recorded that no longer exist (crf) shaped only the MP4s, which are not rebuilt
     recorded = json.loads(kv.get("ferv.export_config", "{}"))
     export = ExportConfig.model_validate({k: v for k, v in recorded.items() if k in ExportConfig.model_fields})
@@ -70,7 +118,7 @@ def rebuild_release(metadata: Path, sources_dir: Path, out: Path, progress: Prog
                     problems.append(f"{row['path']} ({row['clip_id']}): re-cut failed: {type(exc).__name__}: {exc}")
                 else:
                     cut = {folder: layout.sorted_frames(Path(tmp) / folder / row["path"])
-                           for folder in (layout.FACE_DIR, layout.SCENE_DIR)}
+                           for folder in (layout.FACE_DIR, *([layout.SCENE_DIR] if scene_frames else []))}
                     for folder, files in cut.items():
                         for i, frame in enumerate(files):
                             plan[f"{folder}/{row['path']}/{layout.frame_name(i)}"] = frame

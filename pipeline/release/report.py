@@ -96,8 +96,30 @@ def _side_by_side(names: list[str], ours: pd.Series, theirs: dict) -> str:
                     _share(theirs.get(n, 0), ref_total)] for n in names])
 
 
-def report_files(meta: pd.DataFrame) -> dict[str, bytes]:
-    """``REPORT.md`` and ``report/*.png`` for the release rows ``meta`` (a metadata frame)."""
+def split_note(meta: pd.DataFrame, test_fraction: float) -> str:
+    """How far the test share is from ``test_fraction``, and why when the sources are few."""
+    n, test = len(meta), meta["split"] == "test"
+    share, gap = test.mean(), 100 * (test.mean() - test_fraction)
+    sizes = meta.groupby("source_id").size()
+    text = (f"Test share {100 * share:.1f}% against a target of {100 * test_fraction:g}% ({gap:+.1f} points): "
+            f"{int(test.sum())} of {n} clips, {meta.loc[test, 'source_id'].nunique()} of {len(sizes)} source videos. "
+            "Whole source videos stay on one side (no source in both splits).")
+    if abs(gap) >= 2.5 or len(sizes) < 20:
+        text += (f" With {len(sizes)} sources the share can only move in steps of whole sources (the smallest "
+                 f"holds {int(sizes.min())} clips, {_share(sizes.min(), n)} of the release; the largest "
+                 f"{int(sizes.max())}); the split balances every scene x expression cell, or where no cell can be "
+                 "split the whole release, and never leaves a split empty. More sources bring it closer.")
+    missing = {split: sorted(set(meta["expression"]) - set(meta.loc[meta["split"] == split, "expression"]))
+               for split in layout.SPLITS}
+    for split, names in missing.items():
+        if names:
+            text += f" Expressions with no {split} clip: {', '.join(names)}."
+    return text
+
+
+def report_files(meta: pd.DataFrame, test_fraction: float) -> dict[str, bytes]:
+    """``REPORT.md`` and ``report/*.png`` for the release rows ``meta`` (a metadata frame) split with a target
+    test share of ``test_fraction``."""
     expressions, scenes = TAXONOMY.expression_names, TAXONOMY.scene_names
     codes = [sc.code for sc in TAXONOMY.scenarios]
     counts = pd.crosstab(meta["scene"], meta["expression"]).reindex(index=scenes, columns=expressions, fill_value=0)
@@ -134,6 +156,7 @@ def report_files(meta: pd.DataFrame) -> dict[str, bytes]:
              f"{ref_frames['min']} / {ref_frames['median']} / {ref_frames['max']}"],
             ["mean agreement", f"{meta['agreement'].mean():.3f}", "-"],
         ]),
+        "## Split\n\n" + split_note(meta, test_fraction),
         "## Expression x scene\n\n![counts](report/expression_scene_counts.png)",
         "## Scenarios\n\n" + _side_by_side(codes, by_scenario, REF["scenarios"]) + "\n\n![scenarios](report/scenarios.png)",
         "## Expressions\n\n" + _side_by_side(expressions, by_expression, REF["expressions"])
