@@ -37,6 +37,7 @@ from annotation.client import LSClient
 from annotation.labeling_config import crowd_votes_text, project_settings, screen_data
 from annotation.locks import one_at_a_time
 from annotation.media import clip_url, clips_storage, media_root
+from annotation.priority import prioritize, with_prediction
 from annotation.tasks_api import import_batch, task_ids_by_key
 from annotation.trust import load_state
 from pipeline.progress import ProgressFn, no_progress
@@ -221,15 +222,18 @@ def _push_plan(workdir: Path, cfg: BuildConfig, client: LSClient, progress: Prog
                 append_manifest(workdir, "tasks", recover, key=["project_id", "task_id"])
                 summary.recovered += len(recover)
             todo = todo[~todo["task_key"].isin(list(found))]
-        todo = todo.sort_values(["group_id", "copy_index", "attempt", "position"], kind="stable")
+        todo = prioritize(todo.sort_values(["group_id", "copy_index", "attempt", "position"], kind="stable"),
+                          clips, cfg.expression)
         summary.existing += len(mine) - len(todo)
         if review and len(todo) and shown_votes is None:
             shown_votes = crowd_votes_text(load_state(workdir, cfg).counted)
         pending: list[dict] = []
         for start in range(0, len(todo), ls.batch_size):
             batch = todo.iloc[start:start + ls.batch_size]
-            payloads = [task_payload(clip_rows[r.clip_id], r._asdict(), ls, workdir, storage,
-                                     {"crowd_votes": shown_votes.get(r.clip_id, NO_VOTES)} if review else None)
+            payloads = [with_prediction(task_payload(clip_rows[r.clip_id], r._asdict(), ls, workdir, storage,
+                                                     {"crowd_votes": shown_votes.get(r.clip_id, NO_VOTES)}
+                                                     if review else None),
+                                        clip_rows[r.clip_id], r.project_role, cfg.expression)
                         for r in batch.itertuples(index=False)]
             ids = import_tasks(client, pid, payloads, ls.batch_size)
             pending += [_task_row(pid, r._asdict(), tid) for r, tid in zip(batch.itertuples(index=False), ids)]

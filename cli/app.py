@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cli import acquire, aggregate, annotation, clips, flows, models, release
+from cli import acquire, aggregate, annotation, clips, flows, models, predict, release
 from cli.console import UserErrorsAsLines, console
 from schemas.manifests import MANIFESTS, ManifestError, manifest_path, read_table
 from schemas.taxonomy import TAXONOMY
@@ -65,7 +65,7 @@ def status(workdir: Path = typer.Argument(..., help="The build's work directory.
         raise typer.Exit(1)
 
 
-for module in (acquire, models, clips, annotation, aggregate, release, flows):
+for module in (acquire, models, clips, annotation, aggregate, release, flows, predict):
     module.register(app)
 
 

@@ -63,6 +63,7 @@ def demo(
     paths = demo_sources(samples)
     console.print(f"[bold]sample sources[/bold]: {len(paths)} videos in {samples}")
     model = fetch_model("centerface", models_dir(cfg.faces))
+    fetch_model("expression", models_dir(cfg.faces))  # expression-aware candidates (pipeline.expression)
     console.print(f"[bold]face model[/bold]: {model}")
     data_dir = Path(cfg.labelstudio.data_dir or workdir / "labelstudio")
     console.print("[bold]starting Label Studio[/bold] (about a minute on first start) ...")

@@ -1,4 +1,5 @@
-"""``ferv models``: fetch the offline face-detector model files and list what the models directory holds."""
+"""``ferv models``: fetch the offline model files (face detectors, expression model) and list what the models
+directory holds."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pipeline.models import MODELS, ModelError, fetch_model, model_path
 from schemas.config import FacesConfig, load_config
 from schemas.ids import file_sha256
 
-models_app = typer.Typer(no_args_is_help=True, help="Offline model files for face detection.")
+models_app = typer.Typer(no_args_is_help=True, help="Offline model files: face detection, facial expressions.")
 
 _DIR_HELP = "Models directory (default: the config's faces.models_dir, $FERV_MODELS_DIR, ~/.cache/ferv/models)."
 _CONFIG_HELP = "Build config YAML (default: built-in)."

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from pipeline.decode import StreamInfo, open_info
+from pipeline.expression import expression_enabled, face_scorer, frame_scores
 from pipeline.export import ClipFiles, existing_clip, range_frames, write_clip
 from pipeline.faces import models_dir, resolve_faces
 from pipeline.frames import FrameBuffer, FrameRing
@@ -62,7 +63,7 @@ def stage_config_hash(cfg: BuildConfig) -> str:
     return config_hash({"shots": cfg.shots.model_dump(mode="json"),
                         "faces": cfg.faces.model_dump(mode="json", exclude=_RUNTIME_ONLY),
                         "tracks": cfg.tracks.model_dump(mode="json"), "select": cfg.select.model_dump(mode="json"),
-                        "export": cfg.export.model_dump(mode="json")})
+                        "export": cfg.export.model_dump(mode="json"), "expression": expression_enabled(cfg)})
 
 
 def clips_dir(workdir: Path, source_id: str) -> Path:
@@ -110,14 +111,16 @@ class _Pending:
 
 def _plan(workdir: Path, source_id: str, info: StreamInfo, cfg: BuildConfig, record: ShotRecord,
           detections: dict[int, np.ndarray]) -> tuple[_Rows, list[tuple[str, Candidate, Path, np.ndarray]]]:
-    """Tracks and candidate selection of one closed shot (its detections: frame -> (N, 6) x1, y1, x2, y2,
-    score, blur): its rows, and its clips to cut (track id, candidate, clip folder, per-frame boxes)."""
+    """Tracks and candidate selection of one closed shot (its detections: frame -> (N, 6 + E) x1, y1, x2, y2,
+    score, blur, E expression probabilities): its rows, and its clips to cut (track id, candidate, clip folder,
+    per-frame boxes)."""
     rows, clips = _Rows(shots=[record]), []
     tracks = build_tracks(detections, (record.start_frame, record.end_frame), cfg.tracks, cfg.faces.stride)
     for ordinal, track in enumerate(tracks):
         tid = make_track_id(source_id, record.shot_index, ordinal)
-        rows.tracks += [TrackRow(tid, source_id, record.shot_index, int(f), *map(float, b), float(s), bool(i))
-                        for f, b, s, i in zip(track.frames, track.boxes, track.scores, track.interpolated)]
+        scores = frame_scores(track.expression, len(track.frames))  # top expression, intensity per frame
+        rows.tracks += [TrackRow(tid, source_id, record.shot_index, int(f), *map(float, b), float(s), bool(i), *e)
+                        for f, b, s, i, e in zip(track.frames, track.boxes, track.scores, track.interpolated, scores)]
         kept, dropped = select_candidates(track, info.fps, cfg.select, source_id, tid, record.shot_index,
                                           cfg.faces.stride)
         rows.rejects += dropped
@@ -159,7 +162,8 @@ def _clip_record(workdir: Path, row: SourceRecord, fps: Fraction, shot_index: in
         fps=float(fps), box_x1=cand.box[0], box_y1=cand.box[1], box_x2=cand.box[2], box_y2=cand.box[3],
         face_px=cand.face_px, det_score=cand.det_score, detected_fraction=cand.detected_fraction, blur=cand.blur,
         scene_path=rel(files.scene_path), crop_path=rel(files.crop_path), frames_dir=rel(files.frames_dir),
-        scene_frames_dir=rel(files.scene_frames_dir), sha256=files.sha256)
+        scene_frames_dir=rel(files.scene_frames_dir), sha256=files.sha256,
+        predicted_expression=cand.expression, predicted_prob=cand.expression_prob, intensity=cand.intensity)
 
 
 def _exporters(count: int, ring: FrameRing) -> tuple[Executor, FrameRing | None]:
@@ -195,7 +199,8 @@ def _worker_config(cfg: BuildConfig, workers: int) -> BuildConfig:
 class ClipsStage:
     """Shots, tracks, selected clips (with files) and rejects of one source per call. Clips are exported shot by
     shot while the source is decoded, from the frames the decode scan holds (by the exporters of
-    :func:`_exporters`). Built once: face settings resolved, the int8 model built, the settings' hash taken."""
+    :func:`_exporters`). Built once: face settings resolved, the int8 model and the expression graph built, the
+    settings' hash taken."""
 
     name = STAGE
     parts = PARTS
@@ -213,6 +218,11 @@ class ClipsStage:
 
             with suppress(ModelNotFoundError):  # (a missing model is each source's failure to report)
                 int8_model(models_dir(faces))
+        if expression_enabled(self.cfg):  # converted here once, not by each worker (a session per process)
+            from pipeline.expression.convert import onnx_model
+
+            with suppress(ModelNotFoundError):
+                onnx_model(models_dir(faces))
 
     def for_workers(self, workers: int) -> "ClipsStage":
         """This stage for a pool of ``workers`` processes: the cores shared between their detectors, no
@@ -263,7 +273,7 @@ class ClipsStage:
                 settle(pending.popleft())
 
         buffer = FrameBuffer(FrameRing(info.width, info.height, cfg.clips.buffer_mb * 2**20), make_room)
-        faces = FaceScan(_detector(cfg.faces), cfg.faces, info)
+        faces = FaceScan(_detector(cfg.faces), cfg.faces, info, face_scorer(cfg))
         shots: list[ShotRecord] = []
         exporter, ring = _exporters(cfg.clips.exporters, buffer.ring)
         try:

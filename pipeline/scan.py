@@ -52,10 +52,13 @@ class ShotCuts:
 
 class FaceScan:
     """Every ``stride``-th frame to the face detector, in batches; detections kept per frame (x1, y1, x2, y2 in
-    source pixels, score, blur of the decoder's luma inside the box) until a closed shot takes them."""
+    source pixels, score, blur of the decoder's luma inside the box, then the columns of ``expression``, a
+    :class:`pipeline.expression.FaceScorer`: each face's expression probabilities, none when it is off or not
+    given) until a closed shot takes them."""
 
-    def __init__(self, detector, cfg: FacesConfig, info: StreamInfo):
+    def __init__(self, detector, cfg: FacesConfig, info: StreamInfo, expression=None):
         self.detector, self.stride, self.batch_size = detector, cfg.stride, cfg.batch_size
+        self.expression = expression
         self.size = fit_width(info.width, info.height, cfg.det_sizes[0], long_side=True)
         self.to_source = np.array([info.width / self.size[0], info.height / self.size[1]] * 2)
         self.batch: list[tuple[int, np.ndarray, np.ndarray]] = []  # frame index, detector input, decoder's luma
@@ -71,7 +74,10 @@ class FaceScan:
         images = [image for _, image, _ in self.batch]
         for (index, _, luma), dets in zip(self.batch, self.detector.detect(images)):
             boxes = dets[:, :4] * self.to_source
-            self.detections[index] = np.column_stack([boxes, dets[:, 4], [blur_score(luma, b) for b in boxes]])
+            columns = [boxes, dets[:, 4], [blur_score(luma, b) for b in boxes]]
+            if self.expression is not None:  # scored on the same crops' luma, in the same pass
+                columns.append(self.expression.columns(luma, boxes))
+            self.detections[index] = np.column_stack(columns)
         self.batch.clear()
 
     def take(self, end: int) -> dict[int, np.ndarray]:

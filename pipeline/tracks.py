@@ -19,6 +19,7 @@ class Track:
     scores: np.ndarray  # (F,) detector score, interpolated between detections
     interpolated: np.ndarray  # (F,) bool: no detection on this frame
     blur: np.ndarray  # (F,) variance of Laplacian of the detected face; NaN where interpolated
+    expression: np.ndarray | None = None  # (F, 7) expression probabilities of the detected face; NaN elsewhere
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -78,12 +79,15 @@ def _fill(points: list[tuple[int, np.ndarray]], shot: tuple[int, int], hold: int
     detected = np.isin(frames, frames_det)
     blur = np.full(len(frames), np.nan)
     blur[np.searchsorted(frames, frames_det)] = dets[:, 5]
-    return Track(frames, _smooth(boxes, window), cols[4], ~detected, blur)
+    expression = np.full((len(frames), dets.shape[1] - 6), np.nan)  # columns after blur: expression scores
+    expression[np.searchsorted(frames, frames_det)] = dets[:, 6:]
+    return Track(frames, _smooth(boxes, window), cols[4], ~detected, blur, expression)
 
 
 def build_tracks(detections: dict[int, np.ndarray], shot: tuple[int, int], cfg: TracksConfig,
                  stride: int = 1) -> list[Track]:
-    """Tracks of one shot ``[start, end)`` from per-frame detections ``(N, 6)``: x1, y1, x2, y2, score, blur.
+    """Tracks of one shot ``[start, end)`` from per-frame detections ``(N, 6 + E)``: x1, y1, x2, y2, score, blur,
+    then E expression probabilities (none when scoring is off).
 
     Detections every ``stride`` frames; a track is extended by up to ``stride - 1`` frames at each end (held
     boxes, inside the shot). Tracks shorter than ``cfg.min_track_frames`` are dropped. Order: by first frame,

@@ -124,6 +124,30 @@ class SelectConfig(_Model):
         return self
 
 
+class ExpressionConfig(_Model):
+    """Facial-expression scores (pipeline.expression): where candidates are placed, push order, review hints."""
+
+    # auto: on when the model is in the models directory (`ferv models fetch expression`), else off
+    enabled: Literal["auto", "on", "off"] = "auto"
+    threads: int = Field(1, ge=1)  # onnxruntime threads of the scorer (a face is ~0.3 ms on one)
+    # push order of the crowd copies: plan = the trusted-labelling plan's order; expression = clips predicted
+    # as rarer, stronger expressions first (annotation.priority)
+    push_order: Literal["plan", "expression"] = "plan"
+    quota: dict[str, int] = Field(default_factory=dict)  # expression -> clips pushed first (push_order expression)
+    # task kinds that carry the model's scores as Label Studio predictions (never the crowd copies)
+    predictions_on: list[Literal["review", "gold"]] = ["review", "gold"]
+    report_baseline: bool = True  # the release report shows the model's zero-training WAR/UAR (when fetched)
+
+    @field_validator("quota")
+    @classmethod
+    def _known_expressions(cls, quota: dict[str, int]) -> dict[str, int]:
+        unknown = [e for e in quota if e not in TAXONOMY.expression_names]
+        if unknown or any(n < 0 for n in quota.values()):
+            raise ValueError(f"expression.quota: names from {TAXONOMY.expression_names} with counts >= 0 "
+                             f"(unknown: {unknown})")
+        return quota
+
+
 class ExportConfig(_Model):
     crop_size: int = Field(224, ge=32, multiple_of=2)  # even: crops are I420
     crop_margin: float = Field(0.4, ge=0)  # extra border around the face box, as a share of its side
@@ -239,6 +263,7 @@ class BuildConfig(_Model):
     tracks: TracksConfig = TracksConfig()
     select: SelectConfig = SelectConfig()
     export: ExportConfig = ExportConfig()
+    expression: ExpressionConfig = ExpressionConfig()
     clips: ClipsConfig = ClipsConfig()
     labelstudio: LabelStudioConfig = LabelStudioConfig()
     annotation: AnnotationConfig = AnnotationConfig()

@@ -78,9 +78,12 @@ def _check_table(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
     """Return ``table`` cast to ``schema``; a missing column or a wrong type names file and column."""
     columns = []
     for f in schema:
-        if f.name not in table.column_names:
+        if f.name not in table.column_names and f.nullable:  # an optional column added since: nulls
+            col = pa.nulls(table.num_rows, f.type)
+        elif f.name not in table.column_names:
             raise ManifestError(f"{where}: missing column {f.name!r} (expected {f.type})")
-        col = table.column(f.name)
+        else:
+            col = table.column(f.name)
         if col.type != f.type:
             if not _castable(col.type, f.type):
                 raise ManifestError(f"{where}: column {f.name!r} has type {col.type}, expected {f.type}")

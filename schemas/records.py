@@ -60,6 +60,9 @@ class TrackRow:
     y2: float
     score: float
     interpolated: bool
+    predicted_expression: str | None = None  # the expression model's top class on this frame's face (detected
+    # frames, when scoring is on)
+    intensity: float | None = None  # 1 - P(Neutral) on this frame's face
 
 
 @dataclass
@@ -91,6 +94,10 @@ class ClipRecord:
     frames_dir: str  # 224x224 face-crop JPEG frames
     scene_frames_dir: str  # scene JPEG frames (cut by the release, for the clips it ships)
     sha256: str  # of the face-crop frames, in order (for rebuild verification)
+    predicted_expression: str | None = None  # the expression model's top class over the clip's scored frames (a
+    # ranking hint, never a label); None where expression scoring was off
+    predicted_prob: float | None = None  # its mean probability
+    intensity: float | None = None  # 1 - mean P(Neutral)
 
 
 @dataclass

@@ -24,10 +24,9 @@ from pipeline.decode import decode_range, fit_width, open_info, read_frames
 from pipeline.export import cut_scene_frames, frames_digest, recut_face_frames, verify_clip
 from pipeline.media import VideoError, probe, write_video
 from pipeline.samples import demo_sources
-from pipeline.select import select_candidates
 from pipeline.shots import ShotScorer
-from pipeline.tracks import Track, build_tracks
-from schemas.config import ClipsConfig, SelectConfig, ShotsConfig, TracksConfig, load_config
+from pipeline.tracks import build_tracks
+from schemas.config import ClipsConfig, ShotsConfig, TracksConfig, load_config
 from pipeline.run import Outcome, run_one
 from schemas.manifests import read_manifest, read_records
 from tests.clips_support import iou, make_workdir
@@ -190,23 +189,6 @@ def test_second_run_does_no_work_and_keeps_ids(run):
 def test_decode_errors_are_raised_in_the_caller(broken_videos):
     with pytest.raises(VideoError, match="corrupt.mp4"):
         list(read_frames(broken_videos["corrupt"]))
-
-
-def _track(n: int, side: float = 80.0, start: int = 0) -> Track:
-    boxes = np.tile([10.0, 10.0, 10.0 + side, 10.0 + side], (n, 1))
-    return Track(np.arange(start, start + n), boxes, np.full(n, 0.9), np.zeros(n, bool), np.full(n, 100.0))
-
-
-def test_selection_windows_limits_and_reasons():
-    cfg = SelectConfig(max_clips_per_track=2)
-    kept, rejects = select_candidates(_track(120), Fraction(25), cfg, "src", "t", 0)
-    assert [(c.start, c.end) for c in kept] == [(0, 50), (50, 100)]
-    assert [(r.start_frame, r.end_frame, r.reason) for r in rejects] == [(100, 120, "track_limit")]
-    kept, rejects = select_candidates(_track(60, side=30.0), Fraction(25), cfg, "src", "t", 0)
-    assert not kept and [r.reason for r in rejects] == ["small_face", "too_short"]
-    blurry = _track(30)
-    blurry.blur[:] = 1.0
-    assert select_candidates(blurry, Fraction(25), cfg, "src", "t", 0)[1][0].reason == "blurry"
 
 
 def test_tracker_interpolates_gaps_and_stays_in_its_shot():

@@ -222,6 +222,9 @@ def build_release(workdir: Path, out: Path, cfg: BuildConfig, progress: Progress
     plan: dict[str, Path | bytes] = dict(_file_plan(frame, workdir, cfg))
     plan.update(split_lists(meta))
     plan.update(report_files(meta, cfg.release.test_fraction))
+    if cfg.expression.report_baseline:  # the expression model's zero-training WAR/UAR (when it is fetched)
+        from pipeline.expression.predict import report_section
+        plan[layout.REPORT] += report_section(meta, plan, cfg).encode("utf-8")
     make_dirs(out)
     out.chmod(DIR_MODE)
     written = sync_files(out, plan, MANAGED, link=cfg.release.link_files, progress=progress)
