@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import State
 
 from annotation.client import LabelStudioTokenMissing, connect
 from annotation.cycle import run_cycle
@@ -18,6 +19,20 @@ from annotation.sync import sync_votes
 from flows.runtime import log_progress, publish, resolve_config, skipped, workdir_of
 from schemas.config import BuildConfig
 from schemas.manifests import manifest_path, read_manifest
+
+
+def _not_ready(cfg: BuildConfig, ls_data_dir: str | None, manifest: str, missing: str, step: str,
+               counts: dict) -> State | None:
+    """A Skipped state, creating nothing, where Label Studio is not configured (no token) or the work
+    directory has no ``manifest`` yet (``step`` makes it); None when the flow has work to do."""
+    try:
+        connect(cfg.labelstudio, data_dir=ls_data_dir)
+    except LabelStudioTokenMissing as exc:
+        return skipped(f"Label Studio is not configured: {exc}", counts)
+    path = manifest_path(Path(cfg.workdir).expanduser(), manifest)
+    if not path.exists():
+        return skipped(f"{missing} ({path} does not exist): run {step} first", counts)
+    return None
 
 
 @task
@@ -55,13 +70,8 @@ def sync_votes_flow(config: str | dict | BuildConfig | None = None, workdir: str
 
     Skipped, creating nothing, where Label Studio is not configured (no token) or no task was pushed yet."""
     cfg = resolve_config(config, workdir)
-    try:
-        connect(cfg.labelstudio, data_dir=ls_data_dir)
-    except LabelStudioTokenMissing as exc:
-        return skipped(f"Label Studio is not configured: {exc}", {"votes": 0})
-    tasks = manifest_path(Path(cfg.workdir).expanduser(), "tasks")
-    if not tasks.exists():
-        return skipped(f"no tasks pushed yet ({tasks} does not exist): run push-tasks first", {"votes": 0})
+    if (state := _not_ready(cfg, ls_data_dir, "tasks", "no tasks pushed yet", "push-tasks", {"votes": 0})):
+        return state
     root = workdir_of(cfg)
     summary = sync(str(root), cfg, ls_data_dir)
     counts = {k: v for k, v in vars(summary).items() if isinstance(v, int)}
@@ -84,13 +94,8 @@ def annotation_cycle_flow(config: str | dict | BuildConfig | None = None, workdi
 
     Skipped, creating nothing, where Label Studio is not configured (no token) or no clip was cut yet."""
     cfg = resolve_config(config, workdir)
-    try:
-        connect(cfg.labelstudio, data_dir=ls_data_dir)
-    except LabelStudioTokenMissing as exc:
-        return skipped(f"Label Studio is not configured: {exc}", {"tasks pushed": 0})
-    clips = manifest_path(Path(cfg.workdir).expanduser(), "clips")
-    if not clips.exists():
-        return skipped(f"no clips yet ({clips} does not exist): run make-clips first", {"tasks pushed": 0})
+    if (state := _not_ready(cfg, ls_data_dir, "clips", "no clips yet", "make-clips", {"tasks pushed": 0})):
+        return state
     root = workdir_of(cfg)
     c = cycle(str(root), cfg, ls_data_dir, local_root)
     counts = {"votes new": c.sync.new, "votes updated": c.sync.updated, "votes deleted": c.sync.deleted,

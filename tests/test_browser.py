@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
-import pytest
 
 from annotation.media import clips_storage
 from annotation.push import REVIEW_COPY, add_intents, copy_title, intent_rows, provision_project, push_plan, push_tasks
@@ -27,26 +26,13 @@ from annotation.users import add_annotator
 from pipeline.media import write_video
 from schemas.manifests import read_manifest, write_manifest
 from pipeline.synthetic import clip_row
+from tests.browser_support import ARGS, CHROMIUM, LAPTOP, login, needs_chromium
 from tests.labelstudio_support import make_workdir
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-LAPTOP = {"width": 1366, "height": 768}
 READY = ("() => { const v = document.querySelectorAll('video'); "
          "return v.length >= 3 && Array.from(v).every(x => x.readyState >= 3) }")  # scene, crop, crop loop
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at "
-                                "/usr/bin/chromium (apt-get install -y chromium)")
-
-
-def _login(page, url: str, email: str, password: str) -> None:
-    page.goto(f"{url}/user/login/")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda u: "/user/login" not in u, timeout=60_000)
+pytestmark = needs_chromium
 
 
 def _next_task(url: str, email: str, password: str, project_id: int) -> httpx.Response:
@@ -100,7 +86,7 @@ def test_annotator_labels_with_hotkey_and_sync_has_the_vote(labelstudio, tmp_pat
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
             page = browser.new_page()
-            _login(page, labelstudio.url, a.email, password_a)
+            login(page, labelstudio.url, a.email, password_a)
             _label_next(page, labelstudio.url, project_id, hotkeys()["Worry"], labelstudio.client)
             _label_next(page, labelstudio.url, overlap, hotkeys()["Worry"], labelstudio.client)
         finally:
@@ -172,7 +158,7 @@ def test_labelling_screen_at_1366x768_and_review_shows_crowd_votes(labelstudio, 
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
             page = browser.new_page(viewport=LAPTOP)
-            _login(page, labelstudio.url, a.email, a.password_file.read_text().strip())
+            login(page, labelstudio.url, a.email, a.password_file.read_text().strip())
             _open_stream(page, labelstudio.url, project_id)
             # first label-stream start of the project: the instructions pop up once
             assert page.locator("text=Labeling Instructions").is_visible()
@@ -217,7 +203,7 @@ def test_labelling_screen_at_1366x768_and_review_shows_crowd_votes(labelstudio, 
             add_intents(tmp_path, intent_rows(rows, "review"))  # as the cycle does for a kept group
             review = push_plan(tmp_path, cfg, labelstudio.client, local_root=labelstudio.clips_root)
             expert = browser.new_page(viewport=LAPTOP)
-            _login(expert, labelstudio.url, e.email, e.password_file.read_text().strip())
+            login(expert, labelstudio.url, e.email, e.password_file.read_text().strip())
             _open_stream(expert, labelstudio.url, review.projects[copy_title(cfg.labelstudio, REVIEW_COPY)])
             expert.keyboard.press("Escape")
             assert expert.locator("text=Crowd votes").is_visible()

@@ -3,7 +3,6 @@ reviews a group in the review project through Label Studio's web UI; the cycle d
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -14,23 +13,10 @@ from annotation.push import push_plan
 from annotation.simulate import SimulatedAnnotator
 from annotation.users import add_annotator, ensure_user
 from schemas.manifests import read_manifest
+from tests.browser_support import ARGS, CHROMIUM, LAPTOP, login, needs_chromium
 from tests.labelstudio_support import make_workdir
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-pytestmark = [pytest.mark.labelstudio,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at "
-                                 "/usr/bin/chromium (apt-get install -y chromium)")]
-
-
-def _login(page, url: str, email: str, password: str) -> None:
-    page.goto(f"{url}/user/login/")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda u: "/user/login" not in u, timeout=60_000)
+pytestmark = [pytest.mark.labelstudio, needs_chromium]
 
 
 def _label_stream(page, url: str, client, project_id: int, word: str, n_tasks: int) -> None:
@@ -67,8 +53,8 @@ def test_expert_settles_gold_and_reviews_a_group_in_the_browser(labelstudio, tmp
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1366, "height": 768})
-            _login(page, labelstudio.url, expert.email, expert.password_file.read_text().strip())
+            page = browser.new_page(viewport=LAPTOP)
+            login(page, labelstudio.url, expert.email, expert.password_file.read_text().strip())
             _label_stream(page, labelstudio.url, client, gold_project, "Worry", 1)  # Worry is Fear
 
             # the cycle syncs the expert's decision into gold.parquet and mixes it into the new group

@@ -18,10 +18,9 @@ import pandas as pd
 import yaml
 
 from pipeline.release import layout
-from pipeline.release.check import read_splits
 from pipeline.release.files import sync_files, write_bytes
-from pipeline.release.metadata import read_metadata
-from pipeline.release.public import check_cfr_h264, clip_record, flat_key
+from pipeline.release.public import clip_record, flat_key
+from pipeline.release.videos import split_clips
 from schemas.taxonomy import TAXONOMY
 
 MARKER = "<!-- ferv export: hf -->"
@@ -96,21 +95,11 @@ clips["train"].features["label"].int2str(clips["train"][0]["label"])
 def export_hf(release: Path, dest: Path) -> list[Path]:
     """Write the Hugging Face folder of ``release`` into ``dest``; return the files written there."""
     release, dest = Path(release).resolve(), Path(dest)
-    splits = read_splits(release)
-    clips = release / layout.FACE_CLIPS_DIR
-    if not clips.is_dir():
-        raise ValueError(f"{clips}: missing; build the release with `release.clips: true` to export it as videos")
-    meta, _ = read_metadata(release / layout.METADATA_PARQUET)
-    rows = {row.path: row for row in meta.itertuples(index=False)}
+    splits, meta = split_clips(release)
     plan: dict[str, Path | bytes] = {}
-    for split, pairs in splits.items():
+    for split, items in splits.items():
         lines = []
-        for key, _ in pairs:
-            if key not in rows:
-                raise ValueError(f"{release / layout.METADATA_PARQUET}: no row for {key}; rebuild the release")
-            row = rows[key]
-            src = clips / f"{key}.mp4"
-            check_cfr_h264(src, int(row.num_frames))
+        for key, src, row in items:
             name = f"{flat_key(key)}.mp4"
             plan[f"data/{split}/{name}"] = src
             lines.append(json.dumps({"file_name": name, **clip_record(row)}, ensure_ascii=False))

@@ -15,10 +15,9 @@ import tempfile
 from pathlib import Path
 
 from pipeline.release import layout
-from pipeline.release.check import read_splits
 from pipeline.release.files import FILE_MODE, make_dirs, write_bytes
-from pipeline.release.metadata import read_metadata
-from pipeline.release.public import check_cfr_h264, clip_record, flat_key
+from pipeline.release.public import clip_record, flat_key
+from pipeline.release.videos import split_clips
 
 MARKER = "<!-- ferv export: webdataset -->"
 MTIME = 946684800  # 2000-01-01T00:00:00Z: a fixed member time, so the same clips give the same bytes
@@ -51,26 +50,17 @@ def export_webdataset(release: Path, dest: Path, shard_clips: int = 1000) -> lis
     release, dest = Path(release).resolve(), Path(dest)
     if shard_clips < 1:
         raise ValueError(f"shard size {shard_clips}: a shard holds at least one clip")
-    splits = read_splits(release)
-    clips = release / layout.FACE_CLIPS_DIR
-    if not clips.is_dir():
-        raise ValueError(f"{clips}: missing; build the release with `release.clips: true` to export it as videos")
-    meta, _ = read_metadata(release / layout.METADATA_PARQUET)
-    rows = {row.path: row for row in meta.itertuples(index=False)}
+    splits, _ = split_clips(release)
     written = []
-    for split, pairs in splits.items():
+    for split, items in splits.items():
         folder = dest / split
         make_dirs(folder)
-        keys = sorted(key for key, _ in pairs)
-        shards = [keys[i:i + shard_clips] for i in range(0, len(keys), shard_clips)]
+        ordered = sorted(items, key=lambda item: item[0])
+        shards = [ordered[i:i + shard_clips] for i in range(0, len(ordered), shard_clips)]
         for index, shard in enumerate(shards):
             members = []
-            for key in shard:
-                if key not in rows:
-                    raise ValueError(f"{release / layout.METADATA_PARQUET}: no row for {key}; rebuild the release")
-                src = clips / f"{key}.mp4"
-                check_cfr_h264(src, int(rows[key].num_frames))
-                record = json.dumps(clip_record(rows[key]), ensure_ascii=False, sort_keys=True).encode("utf-8")
+            for key, src, row in shard:
+                record = json.dumps(clip_record(row), ensure_ascii=False, sort_keys=True).encode("utf-8")
                 members += [(f"{flat_key(key)}.json", record), (f"{flat_key(key)}.mp4", src)]
             path = folder / f"{index:05d}.tar"
             _write_shard(path, members)
