@@ -20,6 +20,7 @@ about 271,000 tasks, 260,000 annotations); ``--scale`` shrinks it. Figures:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -121,8 +122,11 @@ def main() -> None:
     ap.add_argument("--new-share", type=float, default=0.01, help="share of new annotations for the third sync")
     ap.add_argument("--push-only", action="store_true", help="stop after the push figures (no sync, no cycle)")
     args = ap.parse_args()
-    if args.db == "postgresql":  # wired once annotation.server can run Label Studio on PostgreSQL
-        sys.exit("--db postgresql: annotation.server starts Label Studio on SQLite only so far; run with --db sqlite")
+    if args.db == "postgresql" and server.Postgres.from_env() is None:
+        sys.exit("--db postgresql: name an empty PostgreSQL database for Label Studio with DJANGO_DB=default and "
+                 "POSTGRE_NAME, POSTGRE_USER, POSTGRE_PASSWORD, POSTGRE_HOST, POSTGRE_PORT (as the team stack does)")
+    if args.db == "sqlite":
+        os.environ.pop("DJANGO_DB", None)  # Label Studio on SQLite in its data directory
     n_clips = int((FERV39K_CLIPS if args.ferv39k else args.clips) * args.scale)
     n_gold = max(20, n_clips // 400)
     annotation = {"annotators_per_clip": args.copies, "max_annotators_per_clip": max(5, args.copies),
