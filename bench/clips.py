@@ -6,8 +6,13 @@ clip frames it wrote per source frame (each is encoded twice and written as a JP
 peak RSS (each run in a child process; CPU time includes its exporter processes). Targets: <= 4x decode-only
 (aim 2x); 10-minute / 1-minute peak RSS < 1.3.
 
-    .venv/bin/python bench/clips.py [--long] [--stride N] [--det-size PX] [--precision P] [--out DIR]
-                                    [--expression off|on|both]
+    .venv/bin/python bench/clips.py [--config FILE] [--long] [--stride N] [--det-size PX] [--precision P]
+                                    [--out DIR] [--expression off|on|both]
+
+``--config configs/ferv39k.yaml`` measures a build config's own stage settings (shots, faces, tracks, select,
+export, clips): the reproduction's cost, not only the demo's. Where the config names SCRFD and its model is not
+in the models directory, the detector available here (CenterFace) runs at the config's other settings, and the
+output says so.
 
 ``--expression both`` runs each input with expression scoring off, then on, and prints the on/off wall ratio.
 """
@@ -40,7 +45,7 @@ def _timed(cmd: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, _cpu(resource.RUSAGE_CHILDREN) - cpu
 
 
-def child(workdir: Path, config_json: str) -> None:
+def child(workdir: Path, config_json: str, workers: int = 1) -> None:
     """Run make_clips in this process; print wall time, frames and this process's peak RSS as JSON."""
     from pipeline.clips import make_clips
     from schemas.config import BuildConfig
@@ -49,9 +54,9 @@ def child(workdir: Path, config_json: str) -> None:
     cfg = BuildConfig.model_validate(json.loads(config_json))
     both = lambda: _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN)  # noqa: E731 (with its exporters)
     start, cpu = time.perf_counter(), both()
-    summary = make_clips(workdir, cfg, workers=1)
+    summary = make_clips(workdir, cfg, workers=workers)
     wall, cpu = time.perf_counter() - start, both() - cpu
-    frames = int(read_manifest(workdir, "shots")["end_frame"].max())
+    frames = int(read_manifest(workdir, "shots").groupby("source_id")["end_frame"].max().sum())
     clip_frames = int(read_manifest(workdir, "clips")["num_frames"].sum())
     print(json.dumps({"wall_s": wall, "cpu_s": cpu, "frames": frames, "clip_frames": clip_frames,
                       "counts": summary.counts, "failed": summary.failed,
@@ -59,7 +64,7 @@ def child(workdir: Path, config_json: str) -> None:
                       "exporter_maxrss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 
 
-def bench(seconds: float, root: Path, config: dict) -> dict:
+def bench(seconds: float, root: Path, config: dict, sources: int = 1) -> dict:
     from pipeline.acquire import acquire
     from pipeline.media import ffmpeg_exe, probe
     from pipeline.samples import long_video
@@ -70,14 +75,20 @@ def bench(seconds: float, root: Path, config: dict) -> dict:
         video.parent.mkdir(parents=True, exist_ok=True)
         long_video(video, seconds)
     info = probe(video)
-    work = root / f"work_{int(seconds)}s"
+    for i in range(1, sources):  # the same frames in another container (its own bytes, so its own source id)
+        copy = video.with_name(f"{video.stem}_copy{i}.mp4")
+        if not copy.exists():
+            subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(video), "-c", "copy",
+                            "-metadata", f"comment=copy {i}", str(copy)], check=True)
+    work = root / f"work_{int(seconds)}s_{sources}"
     subprocess.run(["rm", "-rf", str(work)], check=True)
     acquire(work, BuildConfig(), local_dir=video.parent, scene="Talkshow", search=False)
-    decode, decode_cpu = _timed([ffmpeg_exe(), "-nostdin", "-i", str(video), "-f", "null", "-"])
-    scenedetect, _ = _timed([str(ROOT / ".venv/bin/scenedetect"), "-i", str(video), "detect-content"])
+    # with several sources, the limits are one source's times, once per source (all decoded one after another)
+    decode, decode_cpu = (sources * t for t in _timed([ffmpeg_exe(), "-nostdin", "-i", str(video), "-f", "null", "-"]))
+    scenedetect = sources * _timed([str(ROOT / ".venv/bin/scenedetect"), "-i", str(video), "detect-content"])[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = subprocess.run([sys.executable, __file__, "--child", str(work), json.dumps(config)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, __file__, "--child", str(work), json.dumps(config), str(sources)],
+                         check=True, capture_output=True, text=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"seconds": info.duration_s, "size": f"{info.width}x{info.height}", "frames": result["frames"],
@@ -93,44 +104,56 @@ def bench(seconds: float, root: Path, config: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--child", nargs=2, metavar=("WORKDIR", "CONFIG_JSON"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("WORKDIR", "CONFIG_JSON", "WORKERS"), help=argparse.SUPPRESS)
+    parser.add_argument("--sources", type=int, default=1, help="sources cut at once (clips.workers); frames/s of all")
+    parser.add_argument("--config", type=Path, default=None, help="a build config whose stage settings to measure")
     parser.add_argument("--long", action="store_true", help="also run the 10-minute input (slow)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the short input")
     parser.add_argument("--long-seconds", type=float, default=600.0, help="length of the long input")
     parser.add_argument("--stride", type=int, default=None, help="override faces.stride")
     parser.add_argument("--det-size", type=int, default=None, help="override faces.det_sizes with this one size")
-    parser.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto", help="faces.precision")
+    parser.add_argument("--precision", choices=["auto", "fp32", "int8"], default=None, help="override faces.precision")
     parser.add_argument("--out", type=Path, default=None, help="folder for videos and work dirs (kept)")
     parser.add_argument("--expression", choices=["off", "on", "both"], default="off", help="expression scoring")
     args = parser.parse_args()
     if args.child:
-        return child(Path(args.child[0]), args.child[1])
+        return child(Path(args.child[0]), args.child[1], int(args.child[2]))
 
     from pipeline.faces import models_dir, resolve_faces
     from pipeline.models import fetch_model
-    from schemas.config import BuildConfig
+    from schemas.config import BuildConfig, load_config
 
-    cfg = BuildConfig()
+    cfg = load_config(args.config)
     fetch_model("centerface", models_dir(cfg.faces))
     if args.expression != "off":
         from pipeline.expression.convert import onnx_model
 
         fetch_model("expression", models_dir(cfg.faces))
         onnx_model(models_dir(cfg.faces))  # converted once, outside the timed runs
-    faces = {"backend": "centerface", "models_dir": str(models_dir(cfg.faces)),
+    stages = cfg.model_dump(mode="json", include={"shots", "faces", "tracks", "select", "export", "clips"})
+    faces = {**stages["faces"], "models_dir": str(models_dir(cfg.faces)),
              **({"stride": args.stride} if args.stride else {}),
-             "precision": args.precision, **({"det_sizes": [args.det_size]} if args.det_size else {})}
+             **({"precision": args.precision} if args.precision else {}),
+             **({"det_sizes": [args.det_size]} if args.det_size else {})}
+    if not args.config:
+        faces["backend"] = "centerface"
+    elif faces["backend"] != "centerface" and resolve_faces(cfg.faces.model_copy(update={"backend": "auto"})).backend \
+            != faces["backend"]:
+        print(f"{args.config}: its {faces['backend']} model ({faces['scrfd_model']}) is not in {faces['models_dir']}; "
+              "measured with CenterFace, the detector available here, at the config's other settings")
+        faces["backend"] = "centerface"
     modes = ["off", "on"] if args.expression == "both" else [args.expression]
-    config = {"faces": faces, "expression": {"enabled": modes[-1]}}
+    config = {**stages, "faces": faces, "expression": {"enabled": modes[-1]}}
     root = args.out or Path(tempfile.mkdtemp(prefix="ferv-bench-clips-"))
     root.mkdir(parents=True, exist_ok=True)
-    rows = [bench(seconds, root, {**config, "expression": {"enabled": mode}})
+    rows = [bench(seconds, root, {**config, "expression": {"enabled": mode}}, args.sources)
             for seconds in [args.seconds] + ([args.long_seconds] if args.long else []) for mode in modes]
     chosen = BuildConfig.model_validate(config)
     used = resolve_faces(chosen.faces)
-    print(f"config: faces.stride={used.stride}, det_sizes={used.det_sizes}, backend={used.backend} "
-          f"({used.precision}, CPU), export preset={chosen.export.preset}, "
-          f"scene_max_height={chosen.export.scene_max_height}, workers=1, {os.cpu_count()} CPUs")
+    print(f"config: {args.config or 'defaults'}, faces.stride={used.stride}, det_sizes={used.det_sizes}, backend={used.backend} "
+          f"({used.precision}, CPU), shots={chosen.shots.detector}, export preset={chosen.export.preset}, "
+          f"scene_max_height={chosen.export.scene_max_height}, {args.sources} source(s) at once, "
+          f"{os.cpu_count()} CPUs")
     for r, mode in zip(rows, modes * len(rows)):
         print(f"expression {mode}: {r['seconds']:.0f} s {r['size']} ({r['frames']} frames): {r['fps']:.1f} frames/s, "
               f"make_clips {r['clips_wall_s']:.1f} s = {r['x_decode']:.2f}x decode-only ({r['decode_only_s']:.1f} s), "
