@@ -157,6 +157,11 @@ def _config(root: Path, samples: Path, models: Path, **extra) -> Path:
     return path
 
 
+def _sample_videos(root: Path) -> list[Path]:
+    """The sample videos ``_config`` copied into a work directory."""
+    return sorted((root / "samples").rglob("*.mp4"))
+
+
 def _clip_ids(root: Path) -> list[str]:
     return sorted(read_manifest(root, "clips")["clip_id"])
 
@@ -188,7 +193,8 @@ def test_every_deployment_runs_to_completed_on_a_worker(threads_build, worker):
     root, states = threads_build
     assert {name: (s.type.value, s.name) for name, s in states.items()} == {
         name: ("COMPLETED", "Completed") for name in states}, {n: s.message for n, s in states.items()}
-    assert len(read_manifest(root, "sources")) == 3  # the config's sources, read by the acquire deployment
+    # the config's sources (the demo's sample videos), read by the acquire deployment
+    assert len(read_manifest(root, "sources")) == len(_sample_videos(root)) == 5
     clips = read_manifest(root, "clips")
     assert len(clips) >= 6
     assert len(read_manifest(root, "tasks")) == 3 * len(clips)
@@ -274,7 +280,7 @@ def test_a_deployment_distributes_its_tasks_over_dask_workers(threads_build, wor
     ran = {w: [k for k in keys if k not in before[w] and k.startswith("clips_for_source")]
            for w, keys in client.run(_executed).items()}
     assert len(ran) == 2 and all(ran.values()), ran  # both workers ran clip tasks
-    assert sum(map(len, ran.values())) == 3  # one per source
+    assert sum(map(len, ran.values())) == len(_sample_videos(tmp_path / "work"))  # one per source
     assert _clip_ids(tmp_path / "work") == _clip_ids(threads_build[0])
 
 
