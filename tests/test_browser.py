@@ -174,7 +174,9 @@ def test_labelling_screen_at_1366x768_and_review_shows_crowd_votes(labelstudio, 
             assert scene["x"] + scene["width"] <= crop["x"] and crop["x"] + crop["width"] <= loop["x"]
             assert abs(scene["y"] - crop["y"]) < 2 and abs(crop["y"] - loop["y"]) < 2
             # the players step at the clip's own frame rate: 40 frames at 25 fps (24 fps would make it 38)
-            assert page.locator(".lsf-video-segmentation", has_text="of 40").count() == 2
+            frames = page.locator(".lsf-video-segmentation", has_text="of 40")
+            frames.nth(1).wait_for(timeout=30_000)  # the counters appear once both players read their metadata
+            assert frames.count() == 2
             # the face-crop loop plays by itself (no click) and loops; its pixels change
             loop_video = page.locator("video[autoplay]")
             assert loop_video.evaluate("v => [v.loop, v.autoplay, v.muted, v.paused]") == [True, True, True, False]
