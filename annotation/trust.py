@@ -26,23 +26,15 @@ from schemas.config import AnnotationConfig, BuildConfig
 from schemas.ids import stable_hash
 from schemas.manifests import read_manifest
 from schemas.taxonomy import TAXONOMY
+from schemas.votes import VOTE_KEY, current_votes
 
 ACCEPT, IMPROPER, UNACCEPTABLE, PENDING = "Accept", "Improper", "Unacceptable", "Pending"
 KEPT_VERDICTS = (ACCEPT, IMPROPER)
 CROWD_ROLES = ("copy", "redo", "extra")  # project roles whose votes are crowd votes; review and gold: experts
 SLOT = ["group_id", "copy_index"]  # one of a group's N copies, whoever does it
 COPY_KEY = ["group_id", "copy_index", "attempt", "annotator"]  # one annotator's work on one push of a slot
-VOTE_KEY = ["server", "project_id", "annotation_id"]  # an annotation; ids restart on a re-created server
 PLAN_COLUMNS = ["group_id", "copy_index", "clip_id", "position", "is_gold"]
 VERDICT_COLUMNS = [*COPY_KEY, "n_votes", "gold_planned", "gold_answered", "gold_correct", "gold_rate", "verdict"]
-
-
-def current_votes(votes: pd.DataFrame) -> pd.DataFrame:
-    """The live state of append-only votes: latest version per annotation (``VOTE_KEY``, by ``synced_at``,
-    later rows winning ties), without deleted or cancelled annotations. Idempotent."""
-    latest = votes.sort_values("synced_at", kind="stable").drop_duplicates(VOTE_KEY, keep="last")
-    live = latest[~(latest["deleted"].astype(bool) | latest["cancelled"].astype(bool))]
-    return live.astype({"copy_index": "Int64"}).sort_values(VOTE_KEY, ignore_index=True)
 
 
 def with_task_info(votes: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:

@@ -15,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from schemas.votes import current_votes
+
 _S, _I, _F = pa.string(), pa.int64(), pa.float64()
 
 METADATA_SCHEMA = pa.schema([
@@ -82,11 +84,9 @@ class TrackBoxes:
 
 
 def valid_votes(votes: pd.DataFrame) -> pd.DataFrame:
-    """The latest version of every annotation that is neither cancelled nor deleted and has a label."""
-    if votes.empty:
-        return votes
-    latest = votes.sort_values("synced_at").drop_duplicates(["project_id", "annotation_id"], keep="last")
-    return latest[~latest["cancelled"] & ~latest["deleted"] & latest["label"].notna()]
+    """The current votes (``schemas.votes``) that carry a label."""
+    live = current_votes(votes)
+    return live[live["label"].notna()]
 
 
 def vote_counts(valid: pd.DataFrame) -> pd.Series:
