@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.concurrency.sync import concurrency
 
 from flows.runtime import (DOWNLOAD_LIMIT, ConfigTaskRunner, ensure_concurrency_limits, gather, publish,
-                           resolve_config, skipped, task_runner, workdir_of)
+                           resolve_config, skipped, workdir_of)
 from pipeline import acquire as stage
 from pipeline import run as runner
 from pipeline.failures import stage_failures
@@ -81,8 +81,3 @@ def _planned_from_config(root: Path, cfg: BuildConfig, scene: str | None) -> lis
         for c in stage.plan_sources(root, cfg, scene=scene, search=True):
             found.setdefault(c.source_id, c)
     return list(found.values())
-
-
-def run(cfg: BuildConfig, **params) -> dict:
-    """Run the flow with the task runner chosen in config."""
-    return acquire_flow.with_options(task_runner=task_runner(cfg.runner))(config=cfg, **params)

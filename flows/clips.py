@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
 
-from flows.runtime import ConfigTaskRunner, gather, gpu_slot, publish, resolve_config, skipped, task_runner, workdir_of
+from flows.runtime import ConfigTaskRunner, gather, gpu_slot, publish, resolve_config, skipped, workdir_of
 from pipeline import clips as stage
 from pipeline import run as runner
 from pipeline.failures import stage_failures
@@ -60,7 +60,3 @@ def make_clips_flow(config: str | dict | BuildConfig | None = None, workdir: str
             {"Rejected candidates": reasons.to_dict("records"),
              "Failures": failures})
     return counts
-
-
-def run(cfg: BuildConfig, **params) -> dict:
-    return make_clips_flow.with_options(task_runner=task_runner(cfg.runner))(config=cfg, **params)

@@ -102,8 +102,9 @@ def test_dask_runner_makes_the_same_clips_as_threads(e2e, samples, centerface_mo
 
     root, _, _ = e2e
     cfg = _build_cfg(tmp_path / "work", samples, centerface_models_dir, runner={"kind": "dask", "dask_workers": 2})
-    acquire.run(cfg, local_dir=str(tmp_path / "work" / "samples"), search=False)
-    clips.run(cfg)
+    # the flows pick Dask from their own config, as a deployment run does
+    acquire.acquire_flow(config=cfg, local_dir=str(tmp_path / "work" / "samples"), search=False)
+    clips.make_clips_flow(config=cfg)
     assert sorted(read_manifest(cfg.workdir, "clips")["clip_id"]) == sorted(read_manifest(root, "clips")["clip_id"])
 
 

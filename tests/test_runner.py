@@ -116,7 +116,7 @@ def test_a_source_that_succeeds_on_the_flows_retry_is_done_not_failed(prefect, c
     monkeypatch.setattr(clip_flow, "clips_for_source", clip_flow.clips_for_source.with_options(retry_delay_seconds=0))
     cfg = BuildConfig.model_validate({"workdir": str(work), "faces": {"models_dir": str(centerface_models_dir),
                                                                        "device": "cpu"}})
-    counts = clip_flow.run(cfg)
+    counts = clip_flow.make_clips_flow(config=cfg)
     assert seen == [[], [flaky]]  # failed once (recorded), then retried
     assert read_manifest(work, "failures").empty
     assert counts["done"] == 2 and counts["failed"] == 0
