@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.samples import SampleTruth, standard_test_video
+from pipeline.samples import SampleTruth, demo_sources, standard_test_video
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +26,11 @@ def broken_videos(standard_video: SampleTruth, tmp_path_factory: pytest.TempPath
     data = standard_video.path.read_bytes()
     truncated.write_bytes(data[: int(len(data) * 0.4)])
     return {"corrupt": corrupt, "truncated": truncated}
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled demo sources, made once; builds copy them into their own work directories."""
+    out = tmp_path_factory.mktemp("samples")
+    demo_sources(out)
+    return out

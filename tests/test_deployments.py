@@ -21,7 +21,6 @@ import yaml
 
 from annotation.server import free_port
 from pipeline.release import check_release
-from pipeline.samples import demo_sources
 from schemas.manifests import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,13 +132,6 @@ def worker(prefect_server, labelstudio, tmp_path_factory):
         yield prefect_server
     finally:
         _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def samples(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("samples")
-    demo_sources(out)
-    return out
 
 
 def _config(root: Path, samples: Path, models: Path, **extra) -> Path:

@@ -16,7 +16,6 @@ import yaml
 from prefect.testing.utilities import prefect_test_harness
 
 from pipeline.release import check_release
-from pipeline.samples import demo_sources
 from schemas.config import BuildConfig
 from schemas.manifests import read_manifest
 
@@ -29,14 +28,6 @@ def prefect():
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     with prefect_test_harness(server_startup_timeout=180):
         yield
-
-
-@pytest.fixture(scope="module")
-def samples(tmp_path_factory) -> Path:
-    """The bundled demo sources (made once), copied into each build that needs them."""
-    out = tmp_path_factory.mktemp("samples")
-    demo_sources(out)
-    return out
 
 
 def _build_cfg(root: Path, samples: Path, models: Path, **extra) -> BuildConfig:
