@@ -1,11 +1,13 @@
 """The Label Studio labeling interface and instructions, made from the taxonomy (pure functions).
 
 A task shows its scene name and, side by side at 1366x768 next to Label Studio's side panel, the scene
-clip with the target face marked, the face-crop clip (the two ``<Video>`` players synced and stepping at
-the clip's own frame rate, ``$fps``) and the face-crop clip once more, playing by itself in a loop, muted.
-Label Studio 1.23's ``<Video>`` draws into a canvas and neither autoplays nor loops, and its ``<Image>``
-draws an animated image's first frame only (checked in the browser); a plain HTML ``<video autoplay loop
-muted>`` shown by ``<HyperText inline>`` does both, from the same crop file. The
+clip (unmarked: every face of the window shares it), the face-crop clip (the two ``<Video>`` players synced
+and stepping at the clip's own frame rate, ``$fps``) and, in one column, the face-crop clip once more,
+playing by itself in a loop, muted, above a still of the scene with the target face marked (which of the
+faces is meant). Label Studio 1.23's ``<Video>`` draws into a canvas and neither autoplays nor loops, and its
+``<Image>`` draws an animated image's first frame only (checked in the browser); a plain HTML ``<video
+autoplay loop muted>`` and ``<img>`` shown by ``<HyperText inline>`` do, from the same crop file. Clips cut
+before scene clips were shared have a marked scene clip and no still. The
 annotator picks one of FERV39k's descriptor words (grouped under their expression, each group headed by the
 expression's one-line definition) or PASS; every choice has a hotkey. Sync maps the descriptor back to
 its expression. The expert review variant also shows the crowd's votes for the clip (``$crowd_votes``).
@@ -81,11 +83,14 @@ def project_settings(review: bool = False, started: bool = False) -> dict:
             "show_instruction": not started}
 
 
-def screen_data(clip: pd.Series, crop_url: str) -> dict:
-    """Task data the screen needs beyond the clip URLs: the frame rate and the looping crop's HTML."""
+def screen_data(clip: pd.Series, crop_url: str, still_url: str | None) -> dict:
+    """Task data the screen needs beyond the clip URLs: the frame rate and the HTML of the looping crop and the
+    marked still (none for a clip cut before scene clips were shared)."""
+    still = (f'<img src={quoteattr(still_url)} width="{CROP_SIZE}" alt="the face meant, marked in the scene" '
+             'style="display:block;margin-top:6px">') if still_url else ""
     return {"fps": float(clip["fps"]),
             "crop_loop": f'<video src={quoteattr(crop_url)} width="{CROP_SIZE}" height="{CROP_SIZE}" '
-                         'autoplay loop muted playsinline></video>'}
+                         'autoplay loop muted playsinline></video>' + still}
 
 
 def crowd_votes_text(votes: pd.DataFrame, taxonomy: Taxonomy = TAXONOMY) -> dict[str, str]:
@@ -112,8 +117,9 @@ def instructions(taxonomy: Taxonomy = TAXONOMY) -> str:
         f"<i>({', '.join(f'{html_escape(d)} [{keys[d]}]' for d in e.descriptors)})</i></li>"
         for e in taxonomy.expressions)
     return (
-        "<p>Watch the face marked in the scene clip and its face-crop clip, then choose the word that best "
-        "describes the expression it shows. Keys in brackets choose a word; Ctrl+Enter submits.</p>"
+        "<p>Watch the face marked in the still beside the face-crop loop (in older tasks: in the scene clip) and "
+        "its face-crop clip, then choose the word that best describes the expression it shows. Keys in brackets "
+        "choose a word; Ctrl+Enter submits.</p>"
         f"<ul>{rows}</ul>"
         f"<p><b>{html_escape(taxonomy.pass_label)}</b> [{PASS_HOTKEY}]: no usable face (wrong or several "
         "faces, occluded, not a real person).</p>"

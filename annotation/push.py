@@ -127,7 +127,9 @@ def task_payload(clip: dict | pd.Series, row: dict | pd.Series, cfg: LabelStudio
     data = {"clip_id": clip["clip_id"], "scene": clip["scene"], "scenario": clip["scenario"], "scene_display": scene,
             "scene_video": media_url(cfg, workdir, clip["scene_path"], storage),
             "crop_video": media_url(cfg, workdir, clip["crop_path"], storage), **(extra or {})}
-    data.update(screen_data(clip, data["crop_video"]))
+    still = clip.get("still_path")
+    still_url = media_url(cfg, workdir, still, storage) if isinstance(still, str) and still else None
+    data.update(screen_data(clip, data["crop_video"], still_url))
     return {"data": data, "meta": key}
 
 

@@ -155,7 +155,7 @@ def main() -> None:
             # the limit: Label Studio importing the same kind of task bare, a third as many, in one project
             n_bare = pushed.created // 3
             bare = [{"data": {"clip_id": f"b{i}", "scene_display": "x", "scene_video": "/data/local-files/?d=x",
-                              "crop_video": "/data/local-files/?d=y"}, "meta": {"task_key": f"b{i}"}}
+                              "crop_video": "/data/local-files/?d=y", "fps": 25.0, "crop_loop": "<p>x</p>"}, "meta": {"task_key": f"b{i}"}}
                     for i in range(n_bare)]
             bare_pid = provision_project(client, "bench bare import")
             _, t_bare = _timed(import_tasks, client, bare_pid, bare, cfg.labelstudio.batch_size)

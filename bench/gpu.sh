@@ -4,7 +4,9 @@
 #   2. checks that a face detector's onnxruntime session really runs on CUDAExecutionProvider, and stops
 #      loudly (exit 1) where it fell back to the CPU;
 #   3. prints frames/s of 720p through `bench/clips.py` (FERV39k's settings, configs/ferv39k.yaml) for one
-#      source and for N sources at once, with the GPU's utilisation sampled by nvidia-smi meanwhile.
+#      source and for N sources at once, with the GPU's utilisation sampled by nvidia-smi meanwhile;
+#   4. installs NVIDIA's PyNvVideoCodec and measures its NVDEC decoding against PyAV's (`bench/decoders.py`):
+#      where the GPU takes the detector, decoding is what bounds the stage.
 # On a machine without an NVIDIA GPU it says so in one line and exits 0 (CI runs it that way, so it cannot rot).
 #
 #   bash bench/gpu.sh [N_SOURCES=4] [SECONDS=60]
@@ -54,3 +56,9 @@ for sources in 1 "$n_sources"; do
     END {if (k) printf "GPU while %d source(s) ran: utilisation %.0f%% (decoder %.0f%%), memory up to %d MiB, %d samples\n",
          n, g / k, d / k, m, k}' "$util"
 done
+
+if .tools/bin/uv pip install -q -p .venv/bin/python "PyNvVideoCodec>=2"; then
+  .venv/bin/python bench/decoders.py --seconds "$seconds"
+else
+  echo "PyNvVideoCodec could not be installed: NVDEC not measured"
+fi

@@ -16,6 +16,7 @@ is written and its path printed. Needs Debian's chromium at /usr/bin/chromium.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -32,11 +33,10 @@ from annotation.client import LSClient
 from annotation.labeling_config import hotkeys
 from annotation.push import push_tasks
 from annotation.users import add_annotator
-from pipeline.media import write_video
 from schemas.config import BuildConfig
 from schemas.manifests import write_manifest
 from schemas.taxonomy import TAXONOMY
-from pipeline.synthetic import clip_row
+from pipeline.synthetic import clip_row, screen_clip_files
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -51,21 +51,12 @@ READY = ("() => { const v = Array.from(document.querySelectorAll('video')); "
          "return v.length >= 3 && v.every(x => !x.dataset.old && x.readyState >= 3) }")
 
 
-def write_clip_files(root: Path) -> None:
-    y, x = np.mgrid[0:360, 0:640]
-    for i in range(FILES):
-        for kind, (h, w) in (("scene", (360, 640)), ("crop", (224, 224))):
-            write_video(root / "clips" / kind / f"{i:03d}.mp4",
-                        (np.repeat(((x[:h, :w] + y[:h, :w] + 9 * f + 50 * i) % 256).astype(np.uint8)[..., None], 3, 2)
-                         for f in range(FRAMES)), fps=FPS)
-
-
 def make_workdir(workdir: Path, files: Path, n: int) -> None:
     """``n`` clips (unique ids) over the shared clip files, and clips.parquet."""
     shutil.copytree(files / "clips", workdir / "clips")
+    paths = json.loads((files / "paths.json").read_text())
     write_manifest(workdir, "clips", [
-        clip_row(f"c{i:06d}", TAXONOMY.scene_names[i % len(TAXONOMY.scene_names)],
-                 scene_path=f"clips/scene/{i % FILES:03d}.mp4", crop_path=f"clips/crop/{i % FILES:03d}.mp4",
+        clip_row(f"c{i:06d}", TAXONOMY.scene_names[i % len(TAXONOMY.scene_names)], **paths[i % FILES],
                  num_frames=FRAMES, fps=float(FPS)) for i in range(n)])
 
 
@@ -128,7 +119,8 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="ferv-bench-screen-") as tmp:
         root = Path(tmp)
-        write_clip_files(root / "files")
+        (root / "files").mkdir()
+        (root / "files" / "paths.json").write_text(json.dumps(screen_clip_files(root / "files", FILES, FRAMES, FPS)))
         t0 = time.perf_counter()
         srv = server.start(root / "data", root, port=server.free_port(), token_env="FERV_BENCH_UNUSED")
         print(f"label studio start: {time.perf_counter() - t0:.1f} s")

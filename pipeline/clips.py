@@ -3,7 +3,8 @@
 :class:`ClipsStage` is built once from the config (face settings resolved there) and called per source record
 by the runner (:mod:`pipeline.run`), which keeps its rows in ``WORKDIR/parts/<source_id>/`` behind a completion
 marker, records failures and merges. The decode scan is :mod:`pipeline.scan`; the frames held for export are
-:mod:`pipeline.frames`; this module plans each closed shot's clips and has them cut by exporter processes.
+:mod:`pipeline.frames`; this module plans each closed shot's clips and has them cut by exporter processes, one cut per window
+(the targets whose candidates have the same frames share it, and its scene clip).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from pipeline.decode import StreamInfo, open_info
 from pipeline.expression import expression_enabled, face_scorer, frame_scores
-from pipeline.export import ClipFiles, existing_clip, range_frames, write_clip
+from pipeline.export import SCENES_DIR, ClipFiles, cut_window, range_frames, scene_clip_path
 from pipeline.faces import models_dir, resolve_faces
 from pipeline.frames import FrameBuffer, FrameRing
 from pipeline.models import ModelNotFoundError
@@ -97,16 +98,19 @@ class _Rows:
 
 @dataclass
 class _Pending:
-    """A closed shot's rows, waiting for its clips to be cut."""
+    """A closed shot's rows, waiting for its clips to be cut (one cut per window, shared by its targets)."""
     rows: _Rows  # its one shot row, its tracks and rejects; its clips once cut
-    clips: list[tuple[str, Candidate, Future]]  # track id, candidate, its ClipFiles to come
+    clips: list[tuple[str, Candidate, Future, int]]  # track id, candidate, its window's cut to come, its place there
 
     @property
     def record(self) -> ShotRecord:
         return self.rows.shots[0]
 
+    def cuts(self) -> list[Future]:
+        return list({id(future): future for _, _, future, _ in self.clips}.values())
+
     def done(self) -> bool:
-        return all(future.done() for _, _, future in self.clips)
+        return all(future.done() for future in self.cuts())
 
 
 def _plan(workdir: Path, source_id: str, info: StreamInfo, cfg: BuildConfig, record: ShotRecord,
@@ -139,17 +143,16 @@ def _use_ring(ring: FrameRing) -> None:
     _ring = ring
 
 
-def _cut(path: Path, folder: Path, start: int, boxes: np.ndarray, slots: list[int] | None, info: StreamInfo,
-         cfg: ExportConfig, ring: FrameRing | None = None) -> tuple[ClipFiles, bool]:
-    """One clip's files, from the frames in ``slots`` of ``ring`` (in an exporter process: the ring it shares
-    with the decoding one), or by seeking if they were dropped; a folder already there is kept. The files, and
-    whether this call wrote them."""
-    if (files := existing_clip(folder, len(boxes))) is not None:
-        return files, False
+def _cut(path: Path, scene_path: Path, targets: list[tuple[Path, np.ndarray]], start: int, slots: list[int] | None,
+         info: StreamInfo, cfg: ExportConfig, ring: FrameRing | None = None) -> tuple[list[ClipFiles], list[Path]]:
+    """One window's files (:func:`pipeline.export.cut_window`), from the frames in ``slots`` of ``ring`` (in an
+    exporter process: the ring it shares with the decoding one), or by seeking if they were dropped. The targets'
+    files, and the paths this call wrote."""
     ring = ring or _ring
-    frames = ((ring.frame(slot) for slot in slots) if slots is not None
-              else range_frames(path, start, start + len(boxes)))
-    return write_clip(folder, boxes, info.width, info.height, info.fps, cfg, frames), True
+    end = start + len(targets[0][1])
+    frames = ((lambda: (ring.frame(slot) for slot in slots)) if slots is not None
+              else (lambda: range_frames(path, start, end)))
+    return cut_window(scene_path, targets, info.width, info.height, info.fps, cfg, frames)
 
 
 def _clip_record(workdir: Path, row: SourceRecord, fps: Fraction, shot_index: int, tid: str, cand: Candidate,
@@ -161,9 +164,45 @@ def _clip_record(workdir: Path, row: SourceRecord, fps: Fraction, shot_index: in
         num_frames=cand.end - cand.start, start_s=float(cand.start / fps), end_s=float(cand.end / fps),
         fps=float(fps), box_x1=cand.box[0], box_y1=cand.box[1], box_x2=cand.box[2], box_y2=cand.box[3],
         face_px=cand.face_px, det_score=cand.det_score, detected_fraction=cand.detected_fraction, blur=cand.blur,
-        scene_path=rel(files.scene_path), crop_path=rel(files.crop_path), frames_dir=rel(files.frames_dir),
+        scene_path=rel(files.scene_path), crop_path=rel(files.crop_path),
+        still_path=rel(files.still_path) if files.still_path else None, frames_dir=rel(files.frames_dir),
         scene_frames_dir=rel(files.scene_frames_dir), sha256=files.sha256,
         predicted_expression=cand.expression, predicted_prob=cand.expression_prob, intensity=cand.intensity)
+
+
+def _submit(exporter: Executor, path: Path, out_root: Path, clips: list[tuple[str, Candidate, Path, np.ndarray]],
+            buffer: FrameBuffer, info: StreamInfo, cfg: ExportConfig, ring: FrameRing | None
+            ) -> list[tuple[str, Candidate, Future, int]]:
+    """Hand a shot's clips to the exporters, one cut per window: targets whose candidates have the same frames
+    share it (and its scene clip). Each clip with its window's cut and its place among the window's targets."""
+    windows: dict[tuple[int, int], list[int]] = {}
+    for i, (_, cand, _, _) in enumerate(clips):
+        windows.setdefault((cand.start, cand.end), []).append(i)
+    cut_of: dict[int, tuple[Future, int]] = {}
+    for (start, end), members in windows.items():
+        future = exporter.submit(_cut, path, scene_clip_path(out_root, start, end),
+                                 [(clips[i][2], clips[i][3]) for i in members], start, buffer.slots(start, end), info,
+                                 cfg, ring)
+        cut_of.update({i: (future, place) for place, i in enumerate(members)})
+    return [(tid, cand, *cut_of[i]) for i, (tid, cand, _, _) in enumerate(clips)]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _remove_stale(out_root: Path, clip_ids: set[str], scene_clips: set[str]) -> None:
+    """Remove clip folders and scene clips of earlier, other selections from a source's clips folder."""
+    for entry in (out_root.iterdir() if out_root.is_dir() else []):
+        if entry.name == SCENES_DIR:
+            for scene in entry.iterdir():
+                if scene.name not in scene_clips:
+                    _remove(scene)
+        elif entry.name not in clip_ids:
+            _remove(entry)
 
 
 def _exporters(count: int, ring: FrameRing) -> tuple[Executor, FrameRing | None]:
@@ -259,11 +298,11 @@ class ClipsStage:
         rows, written = _Rows(), []
 
         def settle(shot: _Pending) -> None:  # in shot order: rows stay in order, frames are dropped behind
-            for tid, cand, future in shot.clips:
-                files, wrote = future.result()
-                written.extend([files.folder] if wrote else [])
+            for future in shot.cuts():
+                written.extend(future.result()[1])
+            for tid, cand, future, place in shot.clips:
                 shot.rows.clips.append(_clip_record(workdir, record, info.fps, shot.record.shot_index, tid, cand,
-                                                    files))
+                                                    future.result()[0][place]))
             rows.extend(shot.rows)
             buffer.drop_before(shot.record.end_frame)
             progress(f"{source_id}: clips", len(rows.clips), None)
@@ -290,27 +329,24 @@ class ClipsStage:
                         while len(pending) > 1 or (pending and pending[0].done()):
                             settle(pending.popleft())
                         shot_rows, clips = _plan(workdir, source_id, info, cfg, shots[-1], detections)
-                        pending.append(_Pending(shot_rows, [
-                            (tid, cand, exporter.submit(_cut, path, folder, cand.start, boxes,
-                                                        buffer.slots(cand.start, cand.end), info, cfg.export, ring))
-                            for tid, cand, folder, boxes in clips]))
+                        pending.append(_Pending(shot_rows, _submit(exporter, path, out_root, clips, buffer, info,
+                                                                   cfg.export, ring)))
                     while pending:
                         settle(pending.popleft())
                 finally:
                     for shot in pending:
-                        for _, _, future in shot.clips:
+                        for future in shot.cuts():
                             future.cancel()
         except BaseException:
             for shot in pending:  # cut, but not settled
-                written.extend(f.result()[0].folder for _, _, f in shot.clips
-                               if f.done() and not f.cancelled() and f.exception() is None and f.result()[1])
-            for folder in written:  # a failed source leaves no clip files of this run behind
-                shutil.rmtree(folder, ignore_errors=True)
+                written.extend(p for f in shot.cuts() if f.done() and not f.cancelled() and f.exception() is None
+                               for p in f.result()[1])
+            for written_path in written:  # a failed source leaves no clip files of this run behind
+                _remove(written_path)
+            with suppress(OSError):  # nor an empty scene clips' folder
+                (out_root / SCENES_DIR).rmdir()
             raise
-        wanted = {c.clip_id for c in rows.clips}
-        for stale in (out_root.iterdir() if out_root.is_dir() else []):  # clips of earlier, other selections
-            if stale.name not in wanted:
-                shutil.rmtree(stale, ignore_errors=True)
+        _remove_stale(out_root, {c.clip_id for c in rows.clips}, {Path(c.scene_path).name for c in rows.clips})
         frames = rows.shots[-1].end_frame if rows.shots else 0
         return Outcome(source_id, rows={name: getattr(rows, name) for name in PARTS},
                        stats={"frames": frames, "tracks": len({t.track_id for t in rows.tracks})})

@@ -1,7 +1,8 @@
-"""Clip export, in process: face-crop frames (JPEG) and two re-encoded H.264 CFR clips (``+faststart``, zero
-start) per candidate, written from decoded I420 frames: the scene clip with the target face marked, for
-annotators, and the face-crop clip. Scene frames (JPEG, unmarked) are cut by :func:`cut_scene_frames` for
-the clips a release ships.
+"""Clip export, in process, one window at a time: per window ``[start, end)`` of a source, one unmarked scene clip
+shared by every target whose candidate has that window, and per target its face-crop frames (JPEG), face-crop
+clip and a still of the scene with the target marked (the annotator's pointer to the face meant). Clips are
+H.264 CFR (``+faststart``, zero start), written from decoded I420 frames. Scene frames (JPEG, unmarked) are cut
+by :func:`cut_scene_frames` for the clips a release ships.
 
 The face-crop frames depend only on the source's decoded pixels, the per-frame boxes and the export
 settings, so a re-cut from metadata (:func:`recut_face_frames`) gives byte-identical JPEGs.
@@ -15,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -25,7 +26,10 @@ from pipeline.decode import decode_range, open_info
 from pipeline.media import H264Writer, VideoError, probe
 from schemas.config import ExportConfig
 
-FACE_MP4, SCENE_MP4, FACE_DIR, SCENE_DIR = "face.mp4", "scene.mp4", "face", "scene"
+FACE_MP4, FACE_DIR, SCENE_DIR, STILL_JPG = "face.mp4", "face", "scene", "still.jpg"
+SCENES_DIR = "scenes"  # a source's shared scene clips, beside its clip folders
+# a clip folder's own scene clip with its face marked: clips cut before scene clips were shared per window
+MARKED_SCENE_MP4 = "scene.mp4"
 MARK_COLOUR = (0, 255, 0)  # BGR
 _MARK_YUV = yuv.bgr_to_yuv(MARK_COLOUR)
 _BLACK_YUV = yuv.bgr_to_yuv((0, 0, 0))
@@ -108,96 +112,145 @@ def verify_clip(path: Path, num_frames: int, fps: Fraction) -> None:
                          f"{num_frames} / {float(num_frames / fps):.3f} s; delete it and re-run `ferv clips`")
 
 
+def scene_clip_path(source_dir: str | Path, start_frame: int, end_frame: int) -> Path:
+    """The unmarked scene clip of window ``[start_frame, end_frame)`` of the source whose clip folders are in
+    ``source_dir``, shared by every target cut from that window."""
+    return Path(source_dir) / SCENES_DIR / f"{start_frame:07d}-{end_frame:07d}.mp4"
+
+
 @dataclass(frozen=True)
 class ClipFiles:
     folder: Path
-    scene_path: Path
+    scene_path: Path  # the window's unmarked scene clip (a clip cut before: its own, face marked)
     crop_path: Path
+    still_path: Path | None  # the scene's middle frame with the target marked (None for a clip cut before)
     frames_dir: Path
     scene_frames_dir: Path
     sha256: str  # frames_digest of the face-crop frames
     num_frames: int
 
 
-def _files(folder: Path, digest: str, n: int) -> ClipFiles:
-    return ClipFiles(folder, folder / SCENE_MP4, folder / FACE_MP4, folder / FACE_DIR, folder / SCENE_DIR, digest, n)
+def _files(folder: Path, scene_path: Path, digest: str, n: int) -> ClipFiles:
+    marked = folder / MARKED_SCENE_MP4
+    if marked.is_file():
+        return ClipFiles(folder, marked, folder / FACE_MP4, None, folder / FACE_DIR, folder / SCENE_DIR, digest, n)
+    return ClipFiles(folder, scene_path, folder / FACE_MP4, folder / STILL_JPG, folder / FACE_DIR, folder / SCENE_DIR,
+                     digest, n)
 
 
-def existing_clip(folder: str | Path, num_frames: int) -> ClipFiles | None:
-    """The files of a clip already written to ``folder`` (only its frame digest recomputed), else None."""
+def existing_clip(folder: str | Path, num_frames: int, scene_path: str | Path) -> ClipFiles | None:
+    """The files of a clip already written to ``folder`` (only its frame digest recomputed), its scene clip
+    ``scene_path`` (or the marked one of a clip cut before scene clips were shared), else None."""
     folder = Path(folder)
-    return _files(folder, frames_digest(folder / FACE_DIR), num_frames) if folder.is_dir() else None
+    return _files(folder, Path(scene_path), frames_digest(folder / FACE_DIR), num_frames) if folder.is_dir() else None
 
 
-class ClipWriter:
-    """Writes one clip from its frames handed in order to :meth:`add`: ``face/*.jpg``, ``face.mp4`` (crop_size
-    square) and ``scene.mp4`` (face marked). The files go to a hidden folder beside ``folder``;
-    :meth:`finish` verifies both clips by probing and renames it, so a clip appears whole or not at all."""
+class _Target:
+    """One target's files being written: its crop clip encoder and its frames' hashes, in a hidden folder."""
 
-    def __init__(self, folder: str | Path, boxes: np.ndarray, width: int, height: int, fps: Fraction,
-                 cfg: ExportConfig):
-        self.folder, self.boxes, self.fps, self.cfg = Path(folder), boxes, Fraction(fps), cfg
-        self.tmp = self.folder.with_name(f".{self.folder.name}.tmp")
+    def __init__(self, folder: Path, boxes: np.ndarray, cfg: ExportConfig, fps: Fraction):
+        self.folder, self.boxes, self.hashes = folder, boxes, []
+        self.tmp = folder.with_name(f".{folder.name}.tmp")
         shutil.rmtree(self.tmp, ignore_errors=True)
         (self.tmp / FACE_DIR).mkdir(parents=True)
+        # one encoder thread: windows are cut in parallel already, and x264's own threads cost more CPU
+        self.encoder = H264Writer(self.tmp / FACE_MP4, cfg.crop_size, cfg.crop_size, fps, cfg.qp, cfg.preset,
+                                  threads=1, constant_qp=True)
+
+
+class WindowWriter:
+    """Writes one window's files from its frames, handed in order to :meth:`add`: the unmarked scene clip
+    (``scene_path``; None where it is there already) and, per target (folder, per-frame boxes), ``face/*.jpg``,
+    ``face.mp4`` (crop_size square) and ``still.jpg`` (the window's middle frame at the scene clip's size, the
+    target's box marked). Files are written under hidden names; :meth:`finish` verifies the clips by probing
+    and renames them, the scene clip before the target folders, so a clip appears whole or not at all."""
+
+    def __init__(self, scene_path: Path | None, targets: Sequence[tuple[Path, np.ndarray]], num_frames: int,
+                 width: int, height: int, fps: Fraction, cfg: ExportConfig):
+        self.n, self.fps, self.cfg = num_frames, Fraction(fps), cfg
+        self.still_at, self.written = num_frames // 2, 0
         sw, sh = scene_size(width, height, cfg.scene_max_height)
-        self.marks = np.rint(np.asarray(boxes, float)[:, :4] * (sh / height)).astype(int).tolist()
+        self.scale = np.array([sw / width, sh / height] * 2)
         self.thickness = max(2, sh // 180)
-        self.written, self.hashes = 0, []
-        self.encoders: list[H264Writer] = []
+        self.scene_path, self.scene, self.targets = scene_path, None, []
         try:
-            # one encoder thread each: clips are cut in parallel already, and x264's own threads cost more CPU
-            for name, (w, h) in ((FACE_MP4, (cfg.crop_size, cfg.crop_size)), (SCENE_MP4, (sw, sh))):
-                self.encoders.append(H264Writer(self.tmp / name, w, h, fps, cfg.qp, cfg.preset, threads=1,
-                                                constant_qp=True))
+            if scene_path is not None:
+                scene_path.parent.mkdir(parents=True, exist_ok=True)
+                self.scene = H264Writer(scene_path.with_name(f".{scene_path.name}.tmp"), sw, sh, self.fps, cfg.qp,
+                                        cfg.preset, threads=1, constant_qp=True)
+            for folder, boxes in targets:
+                self.targets.append(_Target(Path(folder), boxes, cfg, self.fps))
         except BaseException:
             self.abort()
             raise
 
     def add(self, frame: yuv.Pyramid) -> None:
         """The next frame."""
-        box = self.boxes[self.written]
-        crop = face_crop(frame, box, self.cfg.crop_margin, self.cfg.crop_size)
-        self.hashes.append(_jpeg(self.tmp / FACE_DIR / frame_name(self.written), yuv.to_bgr(crop),
-                                 self.cfg.jpeg_quality))
-        self.encoders[0].write(crop, "yuv420p")
-        mark = self.marks[self.written]
-        self.encoders[1].write(scene_frame(frame, self.cfg), "yuv420p",
-                               lambda y, u, v: yuv.draw_box(y, u, v, mark, _MARK_YUV, self.thickness))
+        i, cfg = self.written, self.cfg
+        if self.scene is not None:
+            self.scene.write(scene_frame(frame, cfg), "yuv420p")
+        for target in self.targets:
+            crop = face_crop(frame, target.boxes[i], cfg.crop_margin, cfg.crop_size)
+            target.hashes.append(_jpeg(target.tmp / FACE_DIR / frame_name(i), yuv.to_bgr(crop), cfg.jpeg_quality))
+            target.encoder.write(crop, "yuv420p")
+            if i == self.still_at:
+                y, u, v = (plane.copy() for plane in scene_frame(frame, cfg))
+                mark = np.rint(np.asarray(target.boxes[i][:4], float) * self.scale).astype(int).tolist()
+                yuv.draw_box(y, u, v, mark, _MARK_YUV, self.thickness)
+                _jpeg(target.tmp / STILL_JPG, yuv.to_bgr(yuv.join(y, u, v)), cfg.jpeg_quality)
         self.written += 1
 
-    def finish(self) -> ClipFiles:
-        n = len(self.boxes)
-        if self.written != n:
-            self.abort()
-            raise VideoError(f"{self.folder}: got {self.written} of the clip's {n} frames")
+    def finish(self) -> list[ClipFiles]:
+        """The targets' files, in order; the scene clip and every folder in place."""
         try:
-            for enc in self.encoders:
+            if self.written != self.n:
+                raise VideoError(f"{self.scene_path or self.targets[0].folder}: got {self.written} of the window's "
+                                 f"{self.n} frames")
+            for enc in [self.scene] * (self.scene is not None) + [t.encoder for t in self.targets]:
                 enc.close()
-                verify_clip(enc.path, n, self.fps)
+                verify_clip(enc.path, self.n, self.fps)
         except BaseException:
             self.abort()
             raise
-        os.replace(self.tmp, self.folder)
-        return _files(self.folder, _digest(self.hashes), n)
+        if self.scene is not None:
+            os.replace(self.scene.path, self.scene_path)
+        out = []
+        for target in self.targets:
+            os.replace(target.tmp, target.folder)
+            out.append(_files(target.folder, self.scene_path, _digest(target.hashes), self.n))
+        return out
 
     def abort(self) -> None:
-        for enc in self.encoders:
-            enc.abort()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.scene is not None:
+            self.scene.abort()
+            self.scene.path.unlink(missing_ok=True)
+        for target in self.targets:
+            target.encoder.abort()
+            shutil.rmtree(target.tmp, ignore_errors=True)
 
 
-def write_clip(folder: str | Path, boxes: np.ndarray, width: int, height: int, fps: Fraction, cfg: ExportConfig,
-               frames: Iterable[yuv.Pyramid]) -> ClipFiles:
-    """Write one clip (see :class:`ClipWriter`) from its frames in order; a failure leaves nothing behind."""
-    writer = ClipWriter(folder, boxes, width, height, fps, cfg)
+def cut_window(scene_path: Path, targets: Sequence[tuple[Path, np.ndarray]], width: int, height: int,
+               fps: Fraction, cfg: ExportConfig, frames: Callable[[], Iterable[yuv.Pyramid]]
+               ) -> tuple[list[ClipFiles], list[Path]]:
+    """Every target's files of one window (see :class:`WindowWriter`), writing only what is not there yet: the
+    scene clip, the target folders; ``frames()`` gives the window's frames, and is called only if something is
+    missing. Returns the files in ``targets`` order and the paths this call wrote (a failure leaves none)."""
+    num_frames = len(targets[0][1])
+    have = [existing_clip(folder, num_frames, scene_path) for folder, _ in targets]
+    todo = [t for t, files in zip(targets, have) if files is None]
+    if not todo:
+        return have, []
+    need_scene = not scene_path.is_file()
+    writer = WindowWriter(scene_path if need_scene else None, todo, num_frames, width, height, fps, cfg)
     try:
-        for frame in frames:
+        for frame in frames():
             writer.add(frame)
     except BaseException:
         writer.abort()
         raise
-    return writer.finish()
+    cut = iter(writer.finish())
+    out = [files if files is not None else next(cut) for files in have]
+    return out, [scene_path] * bool(need_scene) + [folder for folder, _ in todo]
 
 
 def range_frames(source: str | Path, start_frame: int, end_frame: int) -> Iterator[yuv.Pyramid]:
@@ -207,13 +260,14 @@ def range_frames(source: str | Path, start_frame: int, end_frame: int) -> Iterat
 
 def cut_clip(source: str | Path, start_frame: int, boxes: np.ndarray, folder: str | Path, cfg: ExportConfig,
              fps: Fraction | None = None) -> ClipFiles:
-    """Cut frames ``[start_frame, start_frame + len(boxes))`` of ``source`` into ``folder`` (see
-    :class:`ClipWriter`), decoding just that range; an existing folder is kept."""
-    if (done := existing_clip(folder, len(boxes))) is not None:
-        return done
+    """Cut one target's clip of frames ``[start_frame, start_frame + len(boxes))`` of ``source`` into ``folder``
+    (its window's scene clip beside it, see :func:`scene_clip_path`), decoding just that range; what is there
+    is kept."""
+    folder, end = Path(folder), start_frame + len(boxes)
     info = open_info(source)
-    return write_clip(folder, boxes, info.width, info.height, Fraction(fps or info.fps), cfg,
-                      range_frames(source, start_frame, start_frame + len(boxes)))
+    files, _ = cut_window(scene_clip_path(folder.parent, start_frame, end), [(folder, boxes)], info.width,
+                          info.height, Fraction(fps or info.fps), cfg, lambda: range_frames(source, start_frame, end))
+    return files[0]
 
 
 def _boxes_by_frame(boxes: Iterable, start_frame: int, end_frame: int) -> dict[int, Sequence[float]]:

@@ -115,6 +115,7 @@ def make_workdir(root: Path, plans: list[SourcePlan], clip_len: int = 6, local: 
                 start_frame=start, end_frame=end, num_frames=end - start, start_s=start / FPS, end_s=end / FPS,
                 fps=float(FPS), box_x1=30.0, box_y1=20.0, box_x2=63.0, box_y2=44.0, face_px=24.0, det_score=0.9,
                 detected_fraction=0.7, blur=100.0, scene_path=rel(files.scene_path), crop_path=rel(files.crop_path),
+                still_path=rel(files.still_path),
                 frames_dir=rel(files.frames_dir), scene_frames_dir=rel(files.scene_frames_dir), sha256=files.sha256))
             final = label or TAXONOMY.pass_label
             for a in range(3):
@@ -129,6 +130,31 @@ def make_workdir(root: Path, plans: list[SourcePlan], clip_len: int = 6, local: 
                        ("labels", labels)):
         write_manifest(root, name, rows)
     return root
+
+
+def screen_clip_files(root: Path, n: int, frames: int, fps: int) -> list[dict[str, str]]:
+    """Files of ``n`` clips the size the clips stage cuts, whose pixels change every frame: a 640x360 scene clip,
+    a 224x224 face-crop clip and a 640x360 still with a box marked, under ``root/clips/{scene,crop,still}``;
+    per clip its scene_path, crop_path and still_path relative to ``root``."""
+    import cv2
+
+    from pipeline.export import MARK_COLOUR
+
+    y, x = np.mgrid[0:360, 0:640]
+    out = []
+    for i in range(n):
+        paths = {kind: f"clips/{kind}/{i:03d}.{suffix}"
+                 for kind, suffix in (("scene", "mp4"), ("crop", "mp4"), ("still", "jpg"))}
+        for kind, (h, w) in (("scene", (360, 640)), ("crop", (224, 224))):
+            write_video(root / paths[kind], (np.repeat(((x[:h, :w] + y[:h, :w] + 9 * f + 50 * i) % 256)
+                                                       .astype(np.uint8)[..., None], 3, 2) for f in range(frames)),
+                        fps=fps)
+        still = np.repeat(((x + y + 50 * i) % 256).astype(np.uint8)[..., None], 3, 2)
+        cv2.rectangle(still, (200 + 10 * i % 200, 100), (300 + 10 * i % 200, 220), MARK_COLOUR, 2)
+        (root / paths["still"]).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / paths["still"]), still)
+        out.append({f"{kind}_path": path for kind, path in paths.items()})
+    return out
 
 
 def default_plans() -> list[SourcePlan]:

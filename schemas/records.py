@@ -89,7 +89,8 @@ class ClipRecord:
     det_score: float  # mean detector score on detected frames
     detected_fraction: float  # share of the frames the detector ran on (every faces.stride-th) with a detection
     blur: float  # median variance of Laplacian of the detected face (box resized to 64x64 grey)
-    scene_path: str  # scene clip with the face marked (relative to the work directory)
+    scene_path: str  # the window's unmarked scene clip, shared by its targets (relative to the work directory;
+    # a clip cut before scene clips were shared: its own, face marked)
     crop_path: str  # 224x224 face-crop clip
     frames_dir: str  # 224x224 face-crop JPEG frames
     scene_frames_dir: str  # scene JPEG frames (cut by the release, for the clips it ships)
@@ -98,6 +99,8 @@ class ClipRecord:
     # ranking hint, never a label); None where expression scoring was off
     predicted_prob: float | None = None  # its mean probability
     intensity: float | None = None  # 1 - mean P(Neutral)
+    still_path: str | None = None  # the scene's middle frame with the target marked (None for a clip cut before
+    # scene clips were shared: its scene clip is marked)
 
 
 @dataclass

@@ -23,9 +23,8 @@ from annotation.media import clips_storage
 from annotation.push import REVIEW_COPY, add_intents, copy_title, intent_rows, provision_project, push_plan, push_tasks
 from annotation.sync import sync_votes
 from annotation.users import add_annotator
-from pipeline.media import write_video
 from schemas.manifests import read_manifest, write_manifest
-from pipeline.synthetic import clip_row
+from pipeline.synthetic import clip_row, screen_clip_files
 from tests.browser_support import ARGS, CHROMIUM, LAPTOP, login, needs_chromium
 from tests.labelstudio_support import make_workdir
 
@@ -109,18 +108,10 @@ def test_annotator_labels_with_hotkey_and_sync_has_the_vote(labelstudio, tmp_pat
 
 
 def make_screen_workdir(workdir: Path, n: int, frames: int = 40, fps: int = 25) -> list[str]:
-    """``n`` clips the size the clips stage cuts (640x360 scene, 224x224 crop) whose pixels change every
-    frame, and clips.parquet; return the clip ids."""
-    rows = []
-    y, x = np.mgrid[0:360, 0:640]
-    for i in range(n):
-        clip_id = f"screen{i:03d}"
-        for kind, (h, w) in (("scene", (360, 640)), ("crop", (224, 224))):
-            write_video(workdir / "clips" / kind / f"{clip_id}.mp4",
-                        (np.repeat(((x[:h, :w] + y[:h, :w] + 9 * f + 50 * i) % 256).astype(np.uint8)[..., None], 3, 2)
-                         for f in range(frames)), fps=fps)
-        rows.append(clip_row(clip_id, "War", scene_path=f"clips/scene/{clip_id}.mp4",
-                             crop_path=f"clips/crop/{clip_id}.mp4", num_frames=frames, fps=float(fps)))
+    """``n`` clips the size the clips stage cuts (640x360 scene, 224x224 crop, marked still) whose pixels change
+    every frame, and clips.parquet; return the clip ids."""
+    rows = [clip_row(f"screen{i:03d}", "War", **paths, num_frames=frames, fps=float(fps))
+            for i, paths in enumerate(screen_clip_files(workdir, n, frames, fps))]
     write_manifest(workdir, "clips", rows)
     return [r["clip_id"] for r in rows]
 
@@ -167,9 +158,10 @@ def test_labelling_screen_at_1366x768_and_review_shows_crowd_votes(labelstudio, 
 
             side = _box(page, ".lsf-sidepanels__wrapper_align_right")["x"]  # Label Studio's side panel
             scene, crop = _box(page, ".lsf-video", 0), _box(page, ".lsf-video", 1)
-            loop = _box(page, "video[autoplay]")
-            for box in (scene, crop, loop):  # fully on screen and left of the side panel
+            loop, still = _box(page, "video[autoplay]"), _box(page, "img[alt*='face meant']")
+            for box in (scene, crop, loop, still):  # fully on screen and left of the side panel
                 assert _inside(box, min(side, LAPTOP["width"]), LAPTOP["height"]), (box, side)
+            assert abs(still["x"] - loop["x"]) < 2 and still["y"] >= loop["y"] + loop["height"]  # under the loop
             # side by side: one row, left to right, no overlap
             assert scene["x"] + scene["width"] <= crop["x"] and crop["x"] + crop["width"] <= loop["x"]
             assert abs(scene["y"] - crop["y"]) < 2 and abs(crop["y"] - loop["y"]) < 2
@@ -212,3 +204,81 @@ def test_labelling_screen_at_1366x768_and_review_shows_crowd_votes(labelstudio, 
             assert expert.locator("text=Fear 1 (Worry)").is_visible()
         finally:
             browser.close()
+
+
+def _green_box(png: bytes) -> tuple[float, float, float, float]:
+    """Bounding box of the mark's green pixels in a screenshot."""
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    b, g, r = image[..., 0], image[..., 1], image[..., 2]
+    ys, xs = np.nonzero((g > 170) & (r < 110) & (b < 110))
+    assert len(xs) > 50, "no marked box in the still"
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union else 0.0
+
+
+def test_each_target_of_a_shared_scene_clip_is_marked_in_its_still(labelstudio, standard_video,
+                                                                    centerface_models_dir, tmp_path):
+    """Two faces side by side, cut by the real clips stage: both tasks play the same unmarked scene clip, and the
+    still each shows at 1366x768 marks its own face (the green box on screen is where that target's track box
+    is at the window's middle frame), not the other's."""
+    from playwright.sync_api import sync_playwright
+
+    from annotation.labeling_config import CROP_SIZE, hotkeys
+    from pipeline.clips import make_clips
+    from schemas.config import BuildConfig
+    from tests.clips_support import make_workdir as clips_workdir
+
+    clips_workdir(tmp_path, [(standard_video.path, "Talkshow")])
+    build = BuildConfig.model_validate({"faces": {"models_dir": str(centerface_models_dir), "device": "cpu"}})
+    make_clips(tmp_path, build, workers=1)
+    clips = read_manifest(tmp_path, "clips")
+    pairs = clips.groupby(["start_frame", "end_frame"]).filter(lambda w: len(w) == 2)
+    window = pairs[pairs["start_frame"] == pairs["start_frame"].min()]
+    assert len(window) == 2 and window["scene_path"].nunique() == 1
+    write_manifest(tmp_path, "clips", window)
+    tracks = read_manifest(tmp_path, "tracks").set_index(["track_id", "frame"])
+    start, end = int(window["start_frame"].iloc[0]), int(window["end_frame"].iloc[0])
+    middle = start + (end - start) // 2
+    scale = CROP_SIZE / 640  # the still (640x360, as the source) is shown CROP_SIZE px wide
+    expected = {row.clip_id: tuple(v * scale for v in tracks.loc[(row.track_id, middle), ["x1", "y1", "x2", "y2"]])
+                for row in window.itertuples()}
+    cfg = labelstudio.config("shared-scene", annotators_per_clip=1, gold_fraction=0, min_gold_per_group=0)
+    project_id = next(iter(push_tasks(tmp_path, cfg, labelstudio.client, local_root=labelstudio.clips_root)
+                           .projects.values()))
+    a = add_annotator(labelstudio.client, "shared-scene-a@ferv.local", "crowd", data_dir=labelstudio.data_dir)
+    seen = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport=LAPTOP)
+            login(page, labelstudio.url, a.email, a.password_file.read_text().strip())
+            for n in range(2):
+                _open_stream(page, labelstudio.url, project_id)
+                page.keyboard.press("Escape")  # the instructions, the first time
+                still = page.locator("img[alt*='face meant']")
+                still.wait_for(timeout=30_000)
+                page.wait_for_function("() => document.querySelector(\"img[alt*='face meant']\").naturalWidth > 0")
+                src = still.get_attribute("src")
+                clip_id = next(c for c in expected if c in src)
+                scene_src = page.evaluate("() => Array.from(document.querySelectorAll('video'))"
+                                          ".filter(v => !v.autoplay).map(v => v.currentSrc)")
+                assert any(Path(window["scene_path"].iloc[0]).name in s for s in scene_src), scene_src
+                shot = still.screenshot(path=str(tmp_path / f"still-{n}.png"))
+                seen[clip_id] = _green_box(shot)
+                if n == 0:
+                    _label_next(page, labelstudio.url, project_id, hotkeys()["Worry"], labelstudio.client)
+        finally:
+            browser.close()
+    assert set(seen) == set(expected)
+    for clip_id, box in seen.items():
+        for other, truth in expected.items():
+            iou = _iou(box, truth)
+            assert (iou > 0.6) if other == clip_id else (iou < 0.1), (clip_id, other, box, truth)

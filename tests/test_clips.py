@@ -4,6 +4,7 @@ the real CenterFace model, real ffmpeg; plus broken sources and an idempotent re
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,7 +22,8 @@ from cli.app import app
 from pipeline import yuv
 from pipeline.clips import ClipsStage
 from pipeline.decode import decode_range, fit_width, open_info, read_frames
-from pipeline.export import cut_scene_frames, frames_digest, recut_face_frames, verify_clip
+from pipeline.export import (cut_scene_frames, cut_window, frames_digest, range_frames, recut_face_frames,
+                             scene_clip_path, verify_clip)
 from pipeline.media import VideoError, probe, write_video
 from pipeline.samples import demo_sources
 from pipeline.shots import ShotScorer
@@ -235,24 +237,94 @@ def test_range_decode_is_frame_accurate(standard_video):
         list(decode_range(path, standard_video.num_frames - 1, standard_video.num_frames + 1))
 
 
+def _edge_and_inside(marked: np.ndarray, unmarked: np.ndarray, box: tuple[int, int, int, int]) -> tuple[float, float]:
+    """Mean colour difference on a box's left edge and around its centre."""
+    x1, y1, x2, y2 = box
+    diff = np.abs(marked.astype(int) - unmarked.astype(int)).sum(axis=2)
+    return (float(diff[y1 + 4:y2 - 4, max(0, x1 - 1):x1 + 1].mean()),
+            float(diff[(y1 + y2) // 2 - 8:(y1 + y2) // 2 + 8, (x1 + x2) // 2 - 8:(x1 + x2) // 2 + 8].mean()))
+
+
+def _box_at(run: Run, track_id: str, frame: int) -> tuple[int, int, int, int]:
+    tracks = read_manifest(run.workdir, "tracks").set_index(["track_id", "frame"])
+    return tuple(int(round(v)) for v in tracks.loc[(track_id, frame), ["x1", "y1", "x2", "y2"]])
+
+
 def test_scene_frames_are_cut_unmarked_at_scene_size(run, tmp_path):
+    """The release's scene frames and the shared scene clip are unmarked; the clip's still marks its face."""
     clip = _good(run, "clips").iloc[0]
     sources = read_manifest(run.workdir, "sources").set_index("source_id")
     cut_scene_frames(run.workdir / sources.loc[clip["source_id"], "path"], int(clip["start_frame"]),
                      int(clip["end_frame"]), tmp_path / "scene", load_config(run.config).export)
     frames = sorted((tmp_path / "scene").glob("*.jpg"))
     assert len(frames) == clip["num_frames"]
-    unmarked = cv2.imread(str(frames[0])).astype(int)
+    unmarked = cv2.imread(str(frames[0]))
     info = probe(run.workdir / clip["scene_path"])
     assert unmarked.shape[:2] == (info.height, info.width) == (360, 640)  # a 640x360 source is not shrunk
     with av.open(str(run.workdir / clip["scene_path"])) as container:
-        marked = next(container.decode(video=0)).to_ndarray(format="bgr24").astype(int)
+        scene = next(container.decode(video=0)).to_ndarray(format="bgr24")
+    edge, inside = _edge_and_inside(scene, unmarked, _box_at(run, clip["track_id"], int(clip["start_frame"])))
+    assert edge < 20 and inside < 20, (edge, inside)  # the scene clip is unmarked
+    middle = clip["num_frames"] // 2
+    still = cv2.imread(str(run.workdir / clip["still_path"]))
+    assert still.shape == unmarked.shape
+    edge, inside = _edge_and_inside(still, cv2.imread(str(frames[middle])),
+                                    _box_at(run, clip["track_id"], int(clip["start_frame"]) + middle))
+    assert edge > 60 and inside < 20, (edge, inside)  # the still marks the face at the window's middle frame
+
+
+def test_a_window_with_several_faces_has_one_scene_clip_and_a_crop_and_still_per_face(run, tmp_path):
+    """The 6-face group and the two faces side by side: every window's targets share one scene clip (and the
+    source's scenes folder holds one per window, nothing else); each target has its own crop clip and a still
+    marking its own face, not the others'."""
+    clips = _good(run, "clips")
+    windows = clips.groupby(["start_frame", "end_frame"])
+    assert len(clips) > windows.ngroups and windows.size().max() >= 5  # faces of the group share windows
+    scenes = run.workdir / "clips" / run.ids["standard.mp4"] / "scenes"
+    assert sorted(p.name for p in scenes.iterdir()) == sorted({Path(p).name for p in clips["scene_path"]})
+    sources = read_manifest(run.workdir, "sources").set_index("source_id")
+    source = run.workdir / sources.loc[run.ids["standard.mp4"], "path"]
+    shared = 0
+    for (start, end), window in windows:
+        assert window["scene_path"].nunique() == 1
+        assert window["crop_path"].nunique() == window["still_path"].nunique() == len(window)
+        if len(window) == 1:
+            continue
+        shared += 1
+        middle = start + (end - start) // 2
+        cut_scene_frames(source, middle, middle + 1, tmp_path / f"mid{start}", load_config(run.config).export)
+        unmarked = cv2.imread(str(next((tmp_path / f"mid{start}").glob("*.jpg"))))
+        boxes = {row.clip_id: _box_at(run, row.track_id, middle) for row in window.itertuples()}
+        for row in window.itertuples():
+            still = cv2.imread(str(run.workdir / row.still_path))
+            for other, box in boxes.items():
+                edge, _ = _edge_and_inside(still, unmarked, box)
+                assert (edge > 60) == (other == row.clip_id), (row.clip_id, other, edge)
+    assert shared >= 3
+
+
+def test_clips_cut_before_scene_clips_were_shared_are_kept(run, tmp_path):
+    """A window cut again next to a clip folder of the older layout (its own marked scene.mp4, no still): that
+    folder is kept as it is and keeps its marked scene clip; only the new target and the shared scene clip are
+    written."""
+    clip = _good(run, "clips").iloc[0]
+    source = run.workdir / read_manifest(run.workdir, "sources").set_index("source_id").loc[clip["source_id"], "path"]
+    start, end = int(clip["start_frame"]), int(clip["end_frame"])
+    old = tmp_path / "src" / "clip-old"
+    shutil.copytree(run.workdir / clip["frames_dir"], old / "face")
+    shutil.copy(run.workdir / clip["crop_path"], old / "face.mp4")
+    shutil.copy(run.workdir / clip["scene_path"], old / "scene.mp4")  # stands in for its marked scene clip
     tracks = read_manifest(run.workdir, "tracks").set_index(["track_id", "frame"])
-    x1, y1, x2, y2 = (int(round(v)) for v in tracks.loc[(clip["track_id"], clip["start_frame"]), ["x1", "y1", "x2", "y2"]])
-    diff = np.abs(marked - unmarked).sum(axis=2)
-    edge = diff[y1 + 4:y2 - 4, max(0, x1 - 1):x1 + 1].mean()
-    inside = diff[(y1 + y2) // 2 - 8:(y1 + y2) // 2 + 8, (x1 + x2) // 2 - 8:(x1 + x2) // 2 + 8].mean()
-    assert edge > 60 and inside < 20, (edge, inside)  # the scene clip marks the face; the scene frames do not
+    boxes = tracks.loc[[(clip["track_id"], f) for f in range(start, end)], ["x1", "y1", "x2", "y2"]].to_numpy()
+    scene = scene_clip_path(tmp_path / "src", start, end)
+    info = open_info(source)
+    files, wrote = cut_window(scene, [(old, boxes), (tmp_path / "src" / "clip-new", boxes)], info.width,
+                              info.height, info.fps, load_config(run.config).export,
+                              lambda: range_frames(source, start, end))
+    assert (files[0].scene_path, files[0].still_path, files[0].sha256) == (old / "scene.mp4", None, clip["sha256"])
+    assert (files[1].scene_path, files[1].still_path) == (scene, tmp_path / "src" / "clip-new" / "still.jpg")
+    assert wrote == [scene, tmp_path / "src" / "clip-new"] and files[1].sha256 == clip["sha256"]
+    assert sorted(p.name for p in old.iterdir()) == ["face", "face.mp4", "scene.mp4"]
 
 
 def test_a_long_shot_beyond_the_frame_buffer_gives_the_same_clips(run, standard_video, tmp_path):

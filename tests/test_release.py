@@ -3,6 +3,7 @@ split, byte-identical rebuilds, checks, derived lists and the CLI."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -263,6 +264,27 @@ def test_rebuild_from_metadata_reproduces_the_same_frames(workdir, release, tmp_
     assert all(rebuilt[rel] == original[rel] for rel in frames)
     assert all(rebuilt[rel] == original[rel] for rel in original if rel.startswith("4_setups/"))
     assert check_release(tmp_path / "rebuilt") == []
+
+
+OLD_RELEASE = Path(__file__).parent / "data" / "release-before-shared-scenes"
+
+
+def test_rebuild_of_a_release_made_before_scene_clips_were_shared_matches_its_checksums(tmp_path):
+    """A release built by ferv before scene clips were shared per window (two sample sources: two faces side by
+    side, a 6-face group; its metadata, metadata.csv, SHA256SUMS and sources kept as they were): ``ferv release
+    rebuild`` re-cuts every face-crop and scene frame with the checksum the release lists."""
+    result = CliRunner().invoke(app, ["release", "rebuild", str(OLD_RELEASE / "metadata.parquet"),
+                                      str(OLD_RELEASE / "sources"), str(tmp_path / "rebuilt")])
+    assert result.exit_code == 0, result.output
+    listed = dict(reversed(line.split("  ", 1)) for line in (OLD_RELEASE / "SHA256SUMS").read_text().splitlines())
+    frames = {rel: digest for rel, digest in listed.items()
+              if rel.startswith(("2_ClipsforFaceCrop/", "3_ClipsforScenImages/"))}
+    assert len(frames) > 500 and {rel.split("/")[0] for rel in frames} == {"2_ClipsforFaceCrop", "3_ClipsforScenImages"}
+    rebuilt = tmp_path / "rebuilt"
+    assert {rel: hashlib.sha256((rebuilt / rel).read_bytes()).hexdigest() for rel in frames} == frames
+    for rel in ("metadata.parquet", "metadata.csv", *[r for r in listed if r.startswith("4_setups/")]):
+        assert hashlib.sha256((rebuilt / rel).read_bytes()).hexdigest() == listed[rel], rel
+    assert check_release(rebuilt) == []
 
 
 def test_rebuild_names_missing_and_altered_sources(workdir, release, tmp_path):

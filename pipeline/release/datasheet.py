@@ -104,7 +104,8 @@ face-crop and scene clips (H.264, constant frame rate), one line in the split li
 - `{layout.FACE_DIR}/<Scene>/<Expression>/<NNNN>/00001.jpg ...`: face-crop frames, {crop}x{crop} JPEG
 - `{layout.SCENE_DIR}/<Scene>/<Expression>/<NNNN>/00001.jpg ...`: scene frames (original framing)
 - `{layout.FACE_CLIPS_DIR}/<Scene>/<Expression>/<NNNN>.mp4`: the face-crop clip (H.264)
-- `{layout.SCENE_CLIPS_DIR}/<Scene>/<Expression>/<NNNN>.mp4`: the scene clip, the face marked (as annotators saw it)
+- `{layout.SCENE_CLIPS_DIR}/<Scene>/<Expression>/<NNNN>.mp4`: the scene clip, unmarked (every face of
+  its window shares it; the clip's face is its `track_boxes`; clips cut before ferv shared scene clips have it marked)
 - `{layout.ALL_SCENES_DIR}/train_All.csv`, `test_All.csv`: the split lists
 - `{layout.SCENES_DIR}/train_<Scene>.csv`, `test_<Scene>.csv`: per scene with clips in that split
 - `{layout.SCENARIOS_DIR}/train_<DL|WIS|SIA|AI>.csv`, `test_...`: per scenario with clips in that split
@@ -165,7 +166,8 @@ Source videos were acquired by yt-dlp search of per-scene keywords, from URL lis
 (each source's URL, id and SHA-256 are in `{layout.METADATA_PARQUET}`). Shots were found with PySceneDetect, faces
 detected (backend `{cfg.faces.backend}`) and tracked within shots. Candidate clips of {cfg.select.min_duration_s} to
 {cfg.select.max_duration_s} s were kept when the face was large, sharp and detected in most frames, and cut as a scene
-clip with the face marked and as a {cfg.export.crop_size}x{cfg.export.crop_size} face-crop clip and JPEG frames.
+clip (one per window, shared by its faces), a {cfg.export.crop_size}x{cfg.export.crop_size} face-crop clip with JPEG
+frames and a still of the scene with the face marked (what annotators saw).
 
 ### Annotations
 

@@ -15,7 +15,7 @@ from pipeline.export import frame_name  # noqa: F401 (the exporter names the fra
 
 FACE_DIR = "2_ClipsforFaceCrop"  # <Scene>/<Expression>/<NNNN>/<frames>.jpg, 224x224
 SCENE_DIR = "3_ClipsforScenImages"  # <Scene>/<Expression>/<NNNN>/<frames>.jpg, original framing
-CLIPS_DIR = "1_Clips"  # FaceCrop/<key>.mp4 and Scene/<key>.mp4 (the scene clip has the face marked)
+CLIPS_DIR = "1_Clips"  # FaceCrop/<key>.mp4 and Scene/<key>.mp4 (the scene clip is its window's, unmarked)
 FACE_CLIPS_DIR = f"{CLIPS_DIR}/FaceCrop"
 SCENE_CLIPS_DIR = f"{CLIPS_DIR}/Scene"
 SETUPS_DIR = "4_setups"
