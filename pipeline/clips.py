@@ -3,8 +3,8 @@
 :class:`ClipsStage` is built once from the config (face settings resolved there) and called per source record
 by the runner (:mod:`pipeline.run`), which keeps its rows in ``WORKDIR/parts/<source_id>/`` behind a completion
 marker, records failures and merges. The decode scan is :mod:`pipeline.scan`; the frames held for export are
-:mod:`pipeline.frames`; this module plans each closed shot's clips and has them cut by exporter processes, one cut per window
-(the targets whose candidates have the same frames share it, and its scene clip).
+:mod:`pipeline.frames`; this module plans each closed shot's clips and has them cut by exporter processes, one
+cut per window (the targets whose candidates have the same frames share it, and its scene clip).
 """
 
 from __future__ import annotations
