@@ -160,13 +160,13 @@ class _Target:
 
 class WindowWriter:
     """Writes one window's files from its frames, handed in order to :meth:`add`: the unmarked scene clip
-    (``scene_path``; None where it is there already) and, per target (folder, per-frame boxes), ``face/*.jpg``,
+    ``scene_path`` (if ``write_scene``) and, per target (folder, per-frame boxes), ``face/*.jpg``,
     ``face.mp4`` (crop_size square) and ``still.jpg`` (the window's middle frame at the scene clip's size, the
     target's box marked). Files are written under hidden names; :meth:`finish` verifies the clips by probing
     and renames them, the scene clip before the target folders, so a clip appears whole or not at all."""
 
-    def __init__(self, scene_path: Path | None, targets: Sequence[tuple[Path, np.ndarray]], num_frames: int,
-                 width: int, height: int, fps: Fraction, cfg: ExportConfig):
+    def __init__(self, scene_path: Path, write_scene: bool, targets: Sequence[tuple[Path, np.ndarray]],
+                 num_frames: int, width: int, height: int, fps: Fraction, cfg: ExportConfig):
         self.n, self.fps, self.cfg = num_frames, Fraction(fps), cfg
         self.still_at, self.written = num_frames // 2, 0
         sw, sh = scene_size(width, height, cfg.scene_max_height)
@@ -174,7 +174,7 @@ class WindowWriter:
         self.thickness = max(2, sh // 180)
         self.scene_path, self.scene, self.targets = scene_path, None, []
         try:
-            if scene_path is not None:
+            if write_scene:
                 scene_path.parent.mkdir(parents=True, exist_ok=True)
                 self.scene = H264Writer(scene_path.with_name(f".{scene_path.name}.tmp"), sw, sh, self.fps, cfg.qp,
                                         cfg.preset, threads=1, constant_qp=True)
@@ -204,8 +204,7 @@ class WindowWriter:
         """The targets' files, in order; the scene clip and every folder in place."""
         try:
             if self.written != self.n:
-                raise VideoError(f"{self.scene_path or self.targets[0].folder}: got {self.written} of the window's "
-                                 f"{self.n} frames")
+                raise VideoError(f"{self.scene_path}: got {self.written} of the window's {self.n} frames")
             for enc in [self.scene] * (self.scene is not None) + [t.encoder for t in self.targets]:
                 enc.close()
                 verify_clip(enc.path, self.n, self.fps)
@@ -238,10 +237,10 @@ def cut_window(scene_path: Path, targets: Sequence[tuple[Path, np.ndarray]], wid
     num_frames = len(targets[0][1])
     have = [existing_clip(folder, num_frames, scene_path) for folder, _ in targets]
     todo = [t for t, files in zip(targets, have) if files is None]
-    if not todo:
-        return have, []
     need_scene = not scene_path.is_file()
-    writer = WindowWriter(scene_path if need_scene else None, todo, num_frames, width, height, fps, cfg)
+    if not todo and not need_scene:
+        return have, []
+    writer = WindowWriter(scene_path, need_scene, todo, num_frames, width, height, fps, cfg)
     try:
         for frame in frames():
             writer.add(frame)

@@ -325,6 +325,10 @@ def test_clips_cut_before_scene_clips_were_shared_are_kept(run, tmp_path):
     assert (files[1].scene_path, files[1].still_path) == (scene, tmp_path / "src" / "clip-new" / "still.jpg")
     assert wrote == [scene, tmp_path / "src" / "clip-new"] and files[1].sha256 == clip["sha256"]
     assert sorted(p.name for p in old.iterdir()) == ["face", "face.mp4", "scene.mp4"]
+    scene.unlink()  # a scene clip gone from under its targets is written again; the targets are kept
+    again, wrote = cut_window(scene, [(tmp_path / "src" / "clip-new", boxes)], info.width, info.height, info.fps,
+                              load_config(run.config).export, lambda: range_frames(source, start, end))
+    assert wrote == [scene] and again == files[1:] and probe(scene, count_frames=True).num_frames == end - start
 
 
 def test_a_long_shot_beyond_the_frame_buffer_gives_the_same_clips(run, standard_video, tmp_path):
