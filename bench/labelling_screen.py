@@ -6,7 +6,8 @@ Starts its own Label Studio (temporary data directory, free port), pushes two co
 clips (640x360 scene, 224x224 crop, 25 fps; 40 distinct clip files shared by the tasks): a small one
 (``--measure`` + 5 tasks) and a large one (``--tasks``), and labels ``--measure`` tasks of each in
 Chromium at 1366x768 as an annotator does (hotkey, Ctrl+Enter). The figure per task is the time from
-Ctrl+Enter to the next task's three videos (scene, crop, looping crop) having ``readyState >= 3``; the
+Ctrl+Enter to the next task's three videos (scene, crop, looping crop) having ``readyState >= 3`` and its
+marked still loaded; the
 medians are printed with their ratio, and the server time of the label stream's two calls (the annotation
 POST and the queue's next-task action) to show what bounds them; a task not ready within ``--timeout`` stops that
 project's run. A screenshot of the labelling screen (large project, clips ready)
@@ -42,13 +43,16 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FILES, FRAMES, FPS = 40, 40, 25
-# the task on screen (the editor's store), its video elements marked as old before each submit, and the
-# next task's clips ready: three new video elements (scene, crop, looping crop) with readyState >= 3
+# the task on screen (the editor's store), its video and image elements marked as old before each submit, and
+# the next task's clips ready: three new video elements (scene, crop, looping crop) with readyState >= 3 and its
+# new marked still loaded
 TASK_ID = "() => window.Htx?.task?.id ?? null"
-MARK_OLD = "() => document.querySelectorAll('video').forEach(v => { v.dataset.old = '1' })"
+MARK_OLD = "() => document.querySelectorAll('video, img').forEach(v => { v.dataset.old = '1' })"
 SHOWN = "(prev) => { const id = window.Htx?.task?.id; return id != null && id !== prev }"
 READY = ("() => { const v = Array.from(document.querySelectorAll('video')); "
-         "return v.length >= 3 && v.every(x => !x.dataset.old && x.readyState >= 3) }")
+         "const s = Array.from(document.querySelectorAll(\"img[alt*='face meant']\")).filter(x => !x.dataset.old); "
+         "return v.length >= 3 && v.every(x => !x.dataset.old && x.readyState >= 3) "
+         "&& s.length === 1 && s[0].complete && s[0].naturalWidth > 0 }")
 
 
 def make_workdir(workdir: Path, files: Path, n: int) -> None:
@@ -122,7 +126,9 @@ def main() -> None:
         (root / "files").mkdir()
         (root / "files" / "paths.json").write_text(json.dumps(screen_clip_files(root / "files", FILES, FRAMES, FPS)))
         t0 = time.perf_counter()
-        srv = server.start(root / "data", root, port=server.free_port(), token_env="FERV_BENCH_UNUSED")
+        media = root / "media"  # the served root: links to the work directories' clips only
+        media.mkdir()
+        srv = server.start(root / "data", media, port=server.free_port(), token_env="FERV_BENCH_UNUSED")
         print(f"label studio start: {time.perf_counter() - t0:.1f} s")
         try:
             client = LSClient(srv.url, srv.token)
@@ -134,7 +140,7 @@ def main() -> None:
                     "labelstudio": {"url": srv.url, "project_title": f"bench {name}"},
                     "annotation": {"annotators_per_clip": 1, "gold_fraction": 0, "min_gold_per_group": 0}})
                 t0 = time.perf_counter()
-                pushed = push_tasks(workdir, cfg, client, local_root=root)
+                pushed = push_tasks(workdir, cfg, client, local_root=media)
                 projects[name] = next(iter(pushed.projects.values()))
                 print(f"{name} project: {pushed.created} tasks pushed in {time.perf_counter() - t0:.1f} s")
             annotator = add_annotator(client, "bench@ferv.local", "crowd", data_dir=srv.data_dir)
