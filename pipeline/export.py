@@ -237,7 +237,8 @@ def cut_window(scene_path: Path, targets: Sequence[tuple[Path, np.ndarray]], wid
     num_frames = len(targets[0][1])
     have = [existing_clip(folder, num_frames, scene_path) for folder, _ in targets]
     todo = [t for t, files in zip(targets, have) if files is None]
-    need_scene = not scene_path.is_file()
+    # (a window whose every clip was cut before scene clips were shared uses none)
+    need_scene = not scene_path.is_file() and any(f is None or f.scene_path == scene_path for f in have)
     if not todo and not need_scene:
         return have, []
     writer = WindowWriter(scene_path, need_scene, todo, num_frames, width, height, fps, cfg)

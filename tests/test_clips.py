@@ -329,6 +329,10 @@ def test_clips_cut_before_scene_clips_were_shared_are_kept(run, tmp_path):
     again, wrote = cut_window(scene, [(tmp_path / "src" / "clip-new", boxes)], info.width, info.height, info.fps,
                               load_config(run.config).export, lambda: range_frames(source, start, end))
     assert wrote == [scene] and again == files[1:] and probe(scene, count_frames=True).num_frames == end - start
+    scene.unlink()  # a window of older clips only needs no shared scene clip
+    kept, wrote = cut_window(scene, [(old, boxes)], info.width, info.height, info.fps, load_config(run.config).export,
+                             lambda: range_frames(source, start, end))
+    assert wrote == [] and kept == files[:1] and not scene.exists()
 
 
 def test_a_long_shot_beyond_the_frame_buffer_gives_the_same_clips(run, standard_video, tmp_path):
