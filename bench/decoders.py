@@ -11,6 +11,8 @@ was not measured.
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,9 +49,6 @@ def nvdec_missing() -> str | None:
         import PyNvVideoCodec  # noqa: F401
     except ImportError as exc:
         return f"PyNvVideoCodec is not installed ({exc}); bench/gpu.sh installs it on a GPU machine"
-    import shutil
-    import subprocess
-
     smi = shutil.which("nvidia-smi")
     if not smi or "GPU" not in subprocess.run([smi, "-L"], capture_output=True, text=True).stdout:
         return "no NVIDIA GPU on this machine"

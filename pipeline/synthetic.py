@@ -14,10 +14,11 @@ from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.export import cut_clip
+from pipeline.export import MARK_COLOUR, cut_clip
 from pipeline.media import write_video
 from schemas.config import ExportConfig
 from schemas.ids import clip_id as make_clip_id
@@ -136,10 +137,6 @@ def screen_clip_files(root: Path, n: int, frames: int, fps: int) -> list[dict[st
     """Files of ``n`` clips the size the clips stage cuts, whose pixels change every frame: a 640x360 scene clip,
     a 224x224 face-crop clip and a 640x360 still with a box marked, under ``root/clips/{scene,crop,still}``;
     per clip its scene_path, crop_path and still_path relative to ``root``."""
-    import cv2
-
-    from pipeline.export import MARK_COLOUR
-
     y, x = np.mgrid[0:360, 0:640]
     out = []
     for i in range(n):

@@ -26,6 +26,7 @@ from annotation.users import add_annotator
 from schemas.manifests import read_manifest, write_manifest
 from pipeline.synthetic import clip_row, screen_clip_files
 from tests.browser_support import ARGS, CHROMIUM, LAPTOP, login, needs_chromium
+from tests.clips_support import iou
 from tests.labelstudio_support import make_workdir
 
 READY = ("() => { const v = document.querySelectorAll('video'); "
@@ -217,13 +218,6 @@ def _green_box(png: bytes) -> tuple[float, float, float, float]:
     return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
 
 
-def _iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union else 0.0
-
-
 def test_each_target_of_a_shared_scene_clip_is_marked_in_its_still(labelstudio, standard_video,
                                                                     centerface_models_dir, tmp_path):
     """Two faces side by side, cut by the real clips stage: both tasks play the same unmarked scene clip, and the
@@ -280,5 +274,5 @@ def test_each_target_of_a_shared_scene_clip_is_marked_in_its_still(labelstudio, 
     assert set(seen) == set(expected)
     for clip_id, box in seen.items():
         for other, truth in expected.items():
-            iou = _iou(box, truth)
-            assert (iou > 0.6) if other == clip_id else (iou < 0.1), (clip_id, other, box, truth)
+            overlap = iou(box, truth)
+            assert (overlap > 0.6) if other == clip_id else (overlap < 0.1), (clip_id, other, box, truth)

@@ -245,8 +245,12 @@ def _edge_and_inside(marked: np.ndarray, unmarked: np.ndarray, box: tuple[int, i
             float(diff[(y1 + y2) // 2 - 8:(y1 + y2) // 2 + 8, (x1 + x2) // 2 - 8:(x1 + x2) // 2 + 8].mean()))
 
 
-def _box_at(run: Run, track_id: str, frame: int) -> tuple[int, int, int, int]:
-    tracks = read_manifest(run.workdir, "tracks").set_index(["track_id", "frame"])
+def _tracks(run: Run) -> pd.DataFrame:
+    return read_manifest(run.workdir, "tracks").set_index(["track_id", "frame"])
+
+
+def _box_at(tracks: pd.DataFrame, track_id: str, frame: int) -> tuple[int, int, int, int]:
+    """A track's box at ``frame`` (``tracks``: from :func:`_tracks`), in whole pixels."""
     return tuple(int(round(v)) for v in tracks.loc[(track_id, frame), ["x1", "y1", "x2", "y2"]])
 
 
@@ -263,13 +267,14 @@ def test_scene_frames_are_cut_unmarked_at_scene_size(run, tmp_path):
     assert unmarked.shape[:2] == (info.height, info.width) == (360, 640)  # a 640x360 source is not shrunk
     with av.open(str(run.workdir / clip["scene_path"])) as container:
         scene = next(container.decode(video=0)).to_ndarray(format="bgr24")
-    edge, inside = _edge_and_inside(scene, unmarked, _box_at(run, clip["track_id"], int(clip["start_frame"])))
+    tracks = _tracks(run)
+    edge, inside = _edge_and_inside(scene, unmarked, _box_at(tracks, clip["track_id"], int(clip["start_frame"])))
     assert edge < 20 and inside < 20, (edge, inside)  # the scene clip is unmarked
     middle = clip["num_frames"] // 2
     still = cv2.imread(str(run.workdir / clip["still_path"]))
     assert still.shape == unmarked.shape
     edge, inside = _edge_and_inside(still, cv2.imread(str(frames[middle])),
-                                    _box_at(run, clip["track_id"], int(clip["start_frame"]) + middle))
+                                    _box_at(tracks, clip["track_id"], int(clip["start_frame"]) + middle))
     assert edge > 60 and inside < 20, (edge, inside)  # the still marks the face at the window's middle frame
 
 
@@ -284,7 +289,7 @@ def test_a_window_with_several_faces_has_one_scene_clip_and_a_crop_and_still_per
     assert sorted(p.name for p in scenes.iterdir()) == sorted({Path(p).name for p in clips["scene_path"]})
     sources = read_manifest(run.workdir, "sources").set_index("source_id")
     source = run.workdir / sources.loc[run.ids["standard.mp4"], "path"]
-    shared = 0
+    tracks, shared = _tracks(run), 0
     for (start, end), window in windows:
         assert window["scene_path"].nunique() == 1
         assert window["crop_path"].nunique() == window["still_path"].nunique() == len(window)
@@ -294,7 +299,7 @@ def test_a_window_with_several_faces_has_one_scene_clip_and_a_crop_and_still_per
         middle = start + (end - start) // 2
         cut_scene_frames(source, middle, middle + 1, tmp_path / f"mid{start}", load_config(run.config).export)
         unmarked = cv2.imread(str(next((tmp_path / f"mid{start}").glob("*.jpg"))))
-        boxes = {row.clip_id: _box_at(run, row.track_id, middle) for row in window.itertuples()}
+        boxes = {row.clip_id: _box_at(tracks, row.track_id, middle) for row in window.itertuples()}
         for row in window.itertuples():
             still = cv2.imread(str(run.workdir / row.still_path))
             for other, box in boxes.items():
@@ -314,7 +319,7 @@ def test_clips_cut_before_scene_clips_were_shared_are_kept(run, tmp_path):
     shutil.copytree(run.workdir / clip["frames_dir"], old / "face")
     shutil.copy(run.workdir / clip["crop_path"], old / "face.mp4")
     shutil.copy(run.workdir / clip["scene_path"], old / "scene.mp4")  # stands in for its marked scene clip
-    tracks = read_manifest(run.workdir, "tracks").set_index(["track_id", "frame"])
+    tracks = _tracks(run)
     boxes = tracks.loc[[(clip["track_id"], f) for f in range(start, end)], ["x1", "y1", "x2", "y2"]].to_numpy()
     scene = scene_clip_path(tmp_path / "src", start, end)
     info = open_info(source)

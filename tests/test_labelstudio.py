@@ -15,12 +15,12 @@ from annotation.client import LabelStudioUnavailable, LSClient
 from annotation.labeling_config import hotkeys, labeling_config
 from annotation.media import clips_storage
 from annotation.push import copy_title, provision_project, push_tasks
-from annotation.simulate import choice_result, simulate
+from annotation.simulate import simulate
 from annotation.sync import sync_votes
 from annotation.users import add_annotator, list_annotators
 from schemas.manifests import manifest_path, read_manifest
 from schemas.taxonomy import TAXONOMY
-from tests.labelstudio_support import make_workdir
+from tests.labelstudio_support import edit_and_delete_then_sync, make_workdir
 
 NO_GOLD = {"gold_fraction": 0, "min_gold_per_group": 0}
 
@@ -112,17 +112,8 @@ def test_three_simulated_annotators_sync_exactly_their_votes_and_edits_and_delet
 
     assert sync_votes(tmp_path, cfg, client).new == 0 and len(read_manifest(tmp_path, "votes")) == 12
 
-    edited_id, _ = sims[0][1][ids[0]]
-    client.sdk.annotations.update(edited_id, result=choice_result("Shock"))
-    deleted_id, _ = sims[1][1][ids[1]]
-    client.sdk.annotations.delete(deleted_id)
-    third = sync_votes(tmp_path, cfg, client)
-    assert (third.new, third.updated, third.deleted) == (0, 1, 1)
-    votes = read_manifest(tmp_path, "votes")
+    votes = edit_and_delete_then_sync(tmp_path, cfg, client, sims, ids)
     assert len(votes) == 14  # history kept: the old versions stay
-    latest = votes.sort_values("synced_at").drop_duplicates("annotation_id", keep="last").set_index("annotation_id")
-    assert (latest.at[edited_id, "descriptor"], latest.at[edited_id, "label"]) == ("Shock", "Surprise")
-    assert bool(latest.at[deleted_id, "deleted"]) and latest["deleted"].sum() == 1
 
 
 def test_annotators_get_roles_and_a_private_one_time_password(labelstudio):

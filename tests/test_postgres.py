@@ -23,11 +23,11 @@ import pytest
 
 from annotation import server
 from annotation.client import LSClient
-from annotation.simulate import choice_result, simulate
+from annotation.simulate import simulate
 from annotation.sync import sync_votes
 from schemas.config import BuildConfig
 from schemas.manifests import read_manifest
-from tests.labelstudio_support import make_workdir
+from tests.labelstudio_support import edit_and_delete_then_sync, make_workdir
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -178,14 +178,5 @@ def test_push_flow_and_sync_on_postgresql(postgres, labelstudio_pg, prefect_pg, 
                     prefix="pg-a")
     first = sync_votes(work, cfg, client)
     assert (first.new, first.updated, first.deleted) == (9, 0, 0)
-    edited, _ = sims[0][1][ids[0]]
-    client.sdk.annotations.update(edited, result=choice_result("Shock"))
-    deleted, _ = sims[1][1][ids[1]]
-    client.sdk.annotations.delete(deleted)
-    again = sync_votes(work, cfg, client)
-    assert (again.new, again.updated, again.deleted) == (0, 1, 1)
-    votes = read_manifest(work, "votes")
-    latest = votes.sort_values("synced_at").drop_duplicates("annotation_id", keep="last").set_index("annotation_id")
-    assert (latest.at[edited, "descriptor"], latest.at[edited, "label"]) == ("Shock", "Surprise")
-    assert bool(latest.at[deleted, "deleted"]) and latest["deleted"].sum() == 1
+    edit_and_delete_then_sync(work, cfg, client, sims, ids)
     assert postgres.sql("labelstudio", "SELECT count(*) FROM task_completion") == "8"
