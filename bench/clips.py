@@ -6,13 +6,16 @@ export's load per source frame (face-crop frames: each encoded once and written 
 one clip per window, shared by its faces), and peak RSS (each run in a child process; CPU time includes its
 exporter processes). Targets: <= 2.5x decode-only (aim 2x); 10-minute / 1-minute peak RSS < 1.3.
 
-    .venv/bin/python bench/clips.py [--config FILE] [--long] [--stride N] [--det-size PX] [--precision P]
-                                    [--out DIR] [--expression off|on|both]
+    .venv/bin/python bench/clips.py [--config FILE] [--long] [--repeat N] [--stride N] [--det-size PX]
+                                    [--precision P] [--out DIR] [--expression off|on|both]
 
 ``--config configs/ferv39k.yaml`` measures a build config's own stage settings (shots, faces, tracks, select,
 export, clips): the reproduction's cost, not only the demo's. Where the config names SCRFD and its model is not
 in the models directory, the detector available here (CenterFace) runs at the config's other settings, and the
 output says so.
+
+``--repeat N`` times each input N times, each round decode-only then make_clips back to back, and prints the
+round of the median ratio and the ratios' range: on a shared machine one round's ratio moves by a tenth.
 
 ``--expression both`` runs each input with expression scoring off, then on, and prints the on/off wall ratio.
 """
@@ -69,7 +72,7 @@ def child(workdir: Path, config_json: str, workers: int = 1) -> None:
                       "exporter_maxrss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 
 
-def bench(seconds: float, root: Path, config: dict, sources: int = 1) -> dict:
+def bench(seconds: float, root: Path, config: dict, sources: int = 1, repeat: int = 1) -> dict:
     from pipeline.acquire import acquire
     from pipeline.media import ffmpeg_exe, probe
     from pipeline.samples import long_video
@@ -85,18 +88,26 @@ def bench(seconds: float, root: Path, config: dict, sources: int = 1) -> dict:
         if not copy.exists():
             subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(video), "-c", "copy",
                             "-metadata", f"comment=copy {i}", str(copy)], check=True)
-    # a new work directory each run: deleting the last one just before the timed run would time ext4 allocating
+    # rounds of decode-only then make_clips, back to back, so each ratio is taken on the machine of its moment; a
+    # new work directory each round: deleting the last one just before the timed run would time ext4 allocating
     # thousands of inodes among just-deleted ones (a kernel profile showed it as a fifth of the stage's CPU)
-    work = Path(tempfile.mkdtemp(prefix=f"work_{int(seconds)}s_{sources}_", dir=root))
-    acquire(work, BuildConfig(), local_dir=video.parent, scene="Talkshow", search=False)
-    # with several sources, the limits are one source's times, once per source (all decoded one after another)
-    decode, decode_cpu = (sources * t for t in _timed([ffmpeg_exe(), "-nostdin", "-i", str(video), "-f", "null", "-"]))
+    rounds = []
+    for _ in range(repeat):
+        work = Path(tempfile.mkdtemp(prefix=f"work_{int(seconds)}s_{sources}_", dir=root))
+        acquire(work, BuildConfig(), local_dir=video.parent, scene="Talkshow", search=False)
+        # with several sources, the limits are one source's times, once per source (all decoded one after another)
+        decode, decode_cpu = (sources * t for t in _timed([ffmpeg_exe(), "-nostdin", "-i", str(video), "-f", "null",
+                                                            "-"]))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        out = subprocess.run([sys.executable, __file__, "--child", str(work), json.dumps(config), str(sources)],
+                             check=True, capture_output=True, text=True)
+        children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        rounds.append((result["wall_s"] / decode, decode, decode_cpu, result,
+                       children_peak / 1024 if children_peak > before else None))
     scenedetect = sources * _timed([str(ROOT / ".venv/bin/scenedetect"), "-i", str(video), "detect-content"])[0]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = subprocess.run([sys.executable, __file__, "--child", str(work), json.dumps(config), str(sources)],
-                         check=True, capture_output=True, text=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    ratios = sorted(r[0] for r in rounds)
+    _, decode, decode_cpu, result, children_peak_mb = sorted(rounds, key=lambda r: r[0])[(len(rounds) - 1) // 2]
     return {"seconds": info.duration_s, "size": f"{info.width}x{info.height}", "frames": result["frames"],
             "clips_wall_s": result["wall_s"], "decode_only_s": decode, "scenedetect_s": scenedetect,
             "clips_cpu_s": result["cpu_s"], "decode_cpu_s": decode_cpu,
@@ -105,13 +116,20 @@ def bench(seconds: float, root: Path, config: dict, sources: int = 1) -> dict:
             "exporter_rss_mb": result["exporter_maxrss_mb"],
             "fps": result["frames"] / result["wall_s"], "x_decode": result["wall_s"] / decode,
             "x_scenedetect": result["wall_s"] / scenedetect, "peak_rss_mb": result["self_maxrss_mb"],
-            "children_peak_rss_mb": children_peak / 1024 if children_peak > before else None,
+            "children_peak_rss_mb": children_peak_mb, "x_decode_range": (ratios[0], ratios[-1]), "rounds": repeat,
             "counts": result["counts"], "failed": result["failed"]}
+
+
+def _spread(row: dict) -> str:
+    low, high = row["x_decode_range"]
+    return f"; median of {row['rounds']} rounds, {low:.2f}x-{high:.2f}x" if row["rounds"] > 1 else ""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", nargs=3, metavar=("WORKDIR", "CONFIG_JSON", "WORKERS"), help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per input; the round of the median ratio is "
+                        "printed, with the ratios' range")
     parser.add_argument("--sources", type=int, default=1, help="sources cut at once (clips.workers); frames/s of all")
     parser.add_argument("--config", type=Path, default=None, help="a build config whose stage settings to measure")
     parser.add_argument("--long", action="store_true", help="also run the 10-minute input (slow)")
@@ -156,21 +174,24 @@ def main() -> None:
     if not args.out:
         atexit.register(shutil.rmtree, root, True)
     root.mkdir(parents=True, exist_ok=True)
-    rows = [bench(seconds, root, {**config, "expression": {"enabled": mode}}, args.sources)
+    rows = [bench(seconds, root, {**config, "expression": {"enabled": mode}}, args.sources, args.repeat)
             for seconds in [args.seconds] + ([args.long_seconds] if args.long else []) for mode in modes]
     chosen = BuildConfig.model_validate(config)
     used = resolve_faces(chosen.faces)
-    print(f"config: {args.config or 'defaults'}, faces.stride={used.stride}, det_sizes={used.det_sizes}, backend={used.backend} "
+    print(f"config: {args.config or 'defaults'}, faces.stride={used.stride}, det_sizes={used.det_sizes}, "
+          f"backend={used.backend} "
           f"({used.precision}, CPU), shots={chosen.shots.detector}, export preset={chosen.export.preset}, "
           f"scene_max_height={chosen.export.scene_max_height}, {args.sources} source(s) at once, "
           f"{os.cpu_count()} CPUs")
     for r, mode in zip(rows, modes * len(rows)):
         print(f"expression {mode}: {r['seconds']:.0f} s {r['size']} ({r['frames']} frames): {r['fps']:.1f} frames/s, "
-              f"make_clips {r['clips_wall_s']:.1f} s = {r['x_decode']:.2f}x decode-only ({r['decode_only_s']:.1f} s), "
+              f"make_clips {r['clips_wall_s']:.1f} s = {r['x_decode']:.2f}x decode-only ({r['decode_only_s']:.1f} s"
+              f"{_spread(r)}), "
               f"{r['x_scenedetect']:.2f}x scenedetect detect-content ({r['scenedetect_s']:.1f} s), "
               f"CPU {r['clips_cpu_s']:.1f} s = {r['clips_cpu_s'] / r['decode_cpu_s']:.2f}x ffmpeg's "
               f"({r['decode_cpu_s']:.1f} s), per source frame {r['clip_frames_per_frame']:.2f} face-crop and "
-              f"{r['scene_frames_per_frame']:.2f} scene-clip frames written, peak RSS {r['peak_rss_mb']:.0f} MB (an exporter process: {r['exporter_rss_mb']:.0f} MB, the "
+              f"{r['scene_frames_per_frame']:.2f} scene-clip frames written, peak RSS {r['peak_rss_mb']:.0f} MB "
+              f"(an exporter process: {r['exporter_rss_mb']:.0f} MB, the "
               f"shared frames counted in both); {r['counts']}, failed {r['failed']}")
     if len(modes) == 2:
         for off, on in zip(rows[::2], rows[1::2]):

@@ -392,6 +392,17 @@ def test_frame_buffer_reuses_freed_slots_first_and_drops_only_what_it_cannot_hol
         assert (yuv.join(*frame.level(0)) == index).all() and (yuv.join(*frame.level(1)) == index).all()
 
 
+def test_exporters_run_at_a_lower_priority_than_the_decode_pass():
+    import os
+
+    from pipeline.clips import EXPORTER_NICENESS, _exporters
+    from pipeline.frames import FrameRing
+
+    pool, _ = _exporters(1, FrameRing(64, 48, 2**20))
+    with pool:
+        assert pool.submit(os.nice, 0).result() == os.nice(0) + EXPORTER_NICENESS
+
+
 @pytest.mark.parametrize("side", [100, 300, 500])
 def test_face_crop_from_the_frame_pyramid_matches_a_full_resolution_crop(side):
     """Large faces are cut from a halved level of the frame; the crop shows the same pixels as the same square

@@ -4,8 +4,10 @@ the detector (:mod:`pipeline.faces.centerface`) and its int8 build (:mod:`pipeli
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import onnx
+if TYPE_CHECKING:
+    import onnx
 
 INPUT = "input.1"
 HEATMAP, SCALE, OFFSET = "537", "538", "539"
@@ -17,6 +19,8 @@ def dynamic_shapes(path: Path) -> onnx.ModelProto:
     """The model with free batch and spatial sizes (the shipped one is stored with fixed 10x3x32x32 shapes),
     cleared of an old exporter's habits: weights listed as graph inputs (kept from being folded) and unused
     weights."""
+    import onnx  # here, not at the top: a run on the cached int8 model never needs it (about 0.1 s a process)
+
     model = onnx.load(str(path))
     used = {name for node in model.graph.node for name in node.input}
     names = {w.name for w in model.graph.initializer}
