@@ -106,17 +106,17 @@ def bench(seconds: float, root: Path, config: dict, sources: int = 1, repeat: in
         rounds.append((result["wall_s"] / decode, decode, decode_cpu, result,
                        children_peak / 1024 if children_peak > before else None))
     scenedetect = sources * _timed([str(ROOT / ".venv/bin/scenedetect"), "-i", str(video), "detect-content"])[0]
-    ratios = sorted(r[0] for r in rounds)
-    _, decode, decode_cpu, result, children_peak_mb = sorted(rounds, key=lambda r: r[0])[(len(rounds) - 1) // 2]
+    rounds.sort(key=lambda r: r[0])
+    x_decode, decode, decode_cpu, result, children_peak_mb = rounds[(len(rounds) - 1) // 2]
     return {"seconds": info.duration_s, "size": f"{info.width}x{info.height}", "frames": result["frames"],
             "clips_wall_s": result["wall_s"], "decode_only_s": decode, "scenedetect_s": scenedetect,
             "clips_cpu_s": result["cpu_s"], "decode_cpu_s": decode_cpu,
             "clip_frames_per_frame": result["clip_frames"] / result["frames"],
             "scene_frames_per_frame": result["scene_frames"] / result["frames"],
             "exporter_rss_mb": result["exporter_maxrss_mb"],
-            "fps": result["frames"] / result["wall_s"], "x_decode": result["wall_s"] / decode,
+            "fps": result["frames"] / result["wall_s"], "x_decode": x_decode,
             "x_scenedetect": result["wall_s"] / scenedetect, "peak_rss_mb": result["self_maxrss_mb"],
-            "children_peak_rss_mb": children_peak_mb, "x_decode_range": (ratios[0], ratios[-1]), "rounds": repeat,
+            "children_peak_rss_mb": children_peak_mb, "x_decode_range": (rounds[0][0], rounds[-1][0]), "rounds": repeat,
             "counts": result["counts"], "failed": result["failed"]}
 
 
@@ -179,8 +179,8 @@ def main() -> None:
     chosen = BuildConfig.model_validate(config)
     used = resolve_faces(chosen.faces)
     print(f"config: {args.config or 'defaults'}, faces.stride={used.stride}, det_sizes={used.det_sizes}, "
-          f"backend={used.backend} "
-          f"({used.precision}, CPU), shots={chosen.shots.detector}, export preset={chosen.export.preset}, "
+          f"backend={used.backend} ({used.precision}, CPU), shots={chosen.shots.detector}, "
+          f"export preset={chosen.export.preset}, "
           f"scene_max_height={chosen.export.scene_max_height}, {args.sources} source(s) at once, "
           f"{os.cpu_count()} CPUs")
     for r, mode in zip(rows, modes * len(rows)):
@@ -191,8 +191,8 @@ def main() -> None:
               f"CPU {r['clips_cpu_s']:.1f} s = {r['clips_cpu_s'] / r['decode_cpu_s']:.2f}x ffmpeg's "
               f"({r['decode_cpu_s']:.1f} s), per source frame {r['clip_frames_per_frame']:.2f} face-crop and "
               f"{r['scene_frames_per_frame']:.2f} scene-clip frames written, peak RSS {r['peak_rss_mb']:.0f} MB "
-              f"(an exporter process: {r['exporter_rss_mb']:.0f} MB, the "
-              f"shared frames counted in both); {r['counts']}, failed {r['failed']}")
+              f"(an exporter process: {r['exporter_rss_mb']:.0f} MB, the shared frames counted in both); "
+              f"{r['counts']}, failed {r['failed']}")
     if len(modes) == 2:
         for off, on in zip(rows[::2], rows[1::2]):
             print(f"{off['seconds']:.0f} s: expression on / off wall {on['clips_wall_s'] / off['clips_wall_s']:.3f} "

@@ -7,11 +7,10 @@ clips (640x360 scene, 224x224 crop, 25 fps; 40 distinct clip files shared by the
 (``--measure`` + 5 tasks) and a large one (``--tasks``), and labels ``--measure`` tasks of each in
 Chromium at 1366x768 as an annotator does (hotkey, Ctrl+Enter). The figure per task is the time from
 Ctrl+Enter to the next task's three videos (scene, crop, looping crop) having ``readyState >= 3`` and its
-marked still loaded; the
-medians are printed with their ratio, and the server time of the label stream's two calls (the annotation
-POST and the queue's next-task action) to show what bounds them; a task not ready within ``--timeout`` stops that
-project's run. A screenshot of the labelling screen (large project, clips ready)
-is written and its path printed. Needs Debian's chromium at /usr/bin/chromium.
+marked still loaded; the medians are printed with their ratio, and the server time of the label stream's two
+calls (the annotation POST and the queue's next-task action) to show what bounds them; a task not ready within
+``--timeout`` stops that project's run. A screenshot of the labelling screen (large project, clips ready) is
+written and its path printed. Needs Debian's chromium at /usr/bin/chromium.
 """
 
 from __future__ import annotations
