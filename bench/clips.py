@@ -67,7 +67,7 @@ def child(workdir: Path, config_json: str, workers: int = 1) -> None:
     scene_frames = int(clips.drop_duplicates("scene_path")["num_frames"].sum())
     print(json.dumps({"wall_s": wall, "cpu_s": cpu, "frames": frames, "clip_frames": clip_frames,
                       "scene_frames": scene_frames,
-                      "counts": summary.counts, "failed": summary.failed,
+                      "counts": summary.counts, "failed": summary.failed, "failures": summary.failures,
                       "self_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "exporter_maxrss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 
@@ -103,6 +103,8 @@ def bench(seconds: float, root: Path, config: dict, sources: int = 1, repeat: in
                              check=True, capture_output=True, text=True)
         children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         result = json.loads(out.stdout.strip().splitlines()[-1])
+        if result["failed"]:  # (such as a full disk): no figures from a run that did not cut its source
+            sys.exit(f"bench/clips.py: make_clips failed on {video}: {'; '.join(result['failures'])}")
         rounds.append((result["wall_s"] / decode, decode, decode_cpu, result,
                        children_peak / 1024 if children_peak > before else None))
     scenedetect = sources * _timed([str(ROOT / ".venv/bin/scenedetect"), "-i", str(video), "detect-content"])[0]

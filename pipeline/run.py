@@ -24,11 +24,11 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-import pandas as pd
+import pyarrow as pa
 
 from pipeline.failures import clear_failures, failure_of, record_failures
 from pipeline.progress import ProgressFn, no_progress
-from schemas.manifests import SCHEMAS, append_manifest, read_manifest, write_manifest
+from schemas.manifests import SCHEMAS, append_manifest, read_table, write_manifest
 from schemas.records import FailureRecord
 
 DONE = "DONE"
@@ -153,16 +153,17 @@ def fail(workdir: str | Path, stage_name: str, input_id: str, exc: BaseException
 
 
 def merge_parts(workdir: str | Path, stage: Stage, input_ids: Sequence[str]) -> dict[str, int]:
-    """Join the complete parts of ``input_ids`` into the top-level manifests (sorted); rows per manifest."""
+    """Join the complete parts of ``input_ids`` into the top-level manifests (a stable sort on the stage's keys);
+    rows per manifest. In Arrow throughout: at FERV39k's size a merge joins thousands of parts."""
     workdir = Path(workdir)
     done = sorted(folder for folder in map(lambda i: part_dir(workdir, i), set(input_ids)) if (folder / DONE).is_file())
     counts = {}
     for name, keys in stage.parts.items():
-        frames = [f for f in (read_manifest(d, name) for d in done) if not f.empty]
-        merged = pd.concat(frames, ignore_index=True) if frames else SCHEMAS[name].empty_table().to_pandas()
-        merged = merged.sort_values(keys, kind="stable").reset_index(drop=True)
+        tables = [t for t in (read_table(d, name) for d in done) if t.num_rows]
+        merged = pa.concat_tables(tables) if tables else SCHEMAS[name].empty_table()
+        merged = merged.sort_by([(key, "ascending") for key in keys])
         write_manifest(workdir, name, merged)
-        counts[name] = len(merged)
+        counts[name] = merged.num_rows
     return counts
 
 

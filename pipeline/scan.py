@@ -28,6 +28,10 @@ from schemas.config import FacesConfig, ShotsConfig
 # B-frames, a muxer's rounding), so a count a few percent short is a quirk, not a truncation. A truncated
 # download stops far shorter, or fails to decode.
 MIN_DECODED_SHARE = 0.9
+# decoded frames the decoding thread may run ahead of the scan (at least 16 frames): while the scan closes a
+# shot (its last detector batch, tracks, candidates) or waits for an earlier shot's clips, decoding goes on
+# instead of leaving its core idle (72 frames of 720p; on 2 cores, 3% less wall time than 16)
+DECODE_AHEAD_MB = 96
 
 
 class FrameConsumer(Protocol):
@@ -91,8 +95,8 @@ def scan(path: Path, info: StreamInfo, buffer: FrameBuffer, cuts: ShotCuts, cons
     """Decode ``path`` once: every frame into ``buffer``, to ``cuts`` and to each consumer; yield each shot's end
     frame (exclusive) as soon as it is settled, the frame count last. A stream that stops well short of its
     header's count raises :class:`TruncatedVideo` before the last shots are handed out."""
-    frames = 0
-    for decoded in read_frames(path, threads=threads):
+    frames, ahead = 0, max(16, (DECODE_AHEAD_MB << 20) // (info.width * info.height * 3 // 2))
+    for decoded in read_frames(path, queue_size=ahead, threads=threads):
         index, frame = decoded.index, buffer.push(decoded.index, decoded.planes)
         settled = cuts.add(index, frame)
         for consumer in consumers:

@@ -66,6 +66,25 @@ def test_runner_records_clears_retries_and_skips_what_is_done(tmp_path, monkeypa
     assert changed.processed == 1
 
 
+
+@dataclass
+class Shuffled(Flaky):
+    """A toy stage whose shot rows come out of key order, with two rows sharing a key (told apart by frames)."""
+
+    def __call__(self, record: str) -> runner.Outcome:
+        if record == "bad":
+            raise DecodeError(f"{record}: decoding failed; re-download it")
+        rows = [ShotRecord(record, i, f, f + 5, f / 25, (f + 5) / 25) for i, f in [(2, 40), (0, 0), (1, 20), (0, 10)]]
+        return runner.Outcome(record, rows={"shots": rows})
+
+
+def test_merged_manifest_is_sorted_on_the_stage_keys_and_keeps_tied_rows_in_their_order(tmp_path):
+    summary = runner.run_all(tmp_path, Shuffled(), ["src-b", "bad", "src-a"])
+    shots = read_manifest(tmp_path, "shots")
+    assert summary.counts == {"shots": 8} and summary.failed == 1
+    expected = [(source, i, f) for source in ("src-a", "src-b") for i, f in [(0, 0), (0, 10), (1, 20), (2, 40)]]
+    assert list(zip(shots["source_id"], shots["shot_index"], shots["start_frame"])) == expected
+
 @pytest.fixture(scope="module")
 def prefect():
     from prefect.testing.utilities import prefect_test_harness
