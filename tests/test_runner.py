@@ -66,7 +66,6 @@ def test_runner_records_clears_retries_and_skips_what_is_done(tmp_path, monkeypa
     assert changed.processed == 1
 
 
-
 @dataclass
 class Shuffled(Flaky):
     """A toy stage whose shot rows come out of key order, with two rows sharing a key (told apart by frames)."""
@@ -84,6 +83,7 @@ def test_merged_manifest_is_sorted_on_the_stage_keys_and_keeps_tied_rows_in_thei
     assert summary.counts == {"shots": 8} and summary.failed == 1
     expected = [(source, i, f) for source in ("src-a", "src-b") for i, f in [(0, 0), (0, 10), (1, 20), (2, 40)]]
     assert list(zip(shots["source_id"], shots["shot_index"], shots["start_frame"])) == expected
+
 
 @pytest.fixture(scope="module")
 def prefect():
