@@ -24,8 +24,9 @@ WHEEL_NAME = "fakemodels-0.1-py3-none-any.whl"
 def make_wheel(payload: bytes = PAYLOAD) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr("fakemodels/__init__.py", "")
-        zf.writestr("fakemodels/model.onnx", payload)
+        for name, data in (("fakemodels/__init__.py", b""), ("fakemodels/model.onnx", payload)):
+            # a fixed time: a bare name takes the clock's, and wheels made a second apart would differ
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)
     return buffer.getvalue()
 
 
